@@ -1,0 +1,112 @@
+"""One home for argument checks shared by the numpy API and the estimators.
+
+Every check names the offending argument in its message, raises ``TypeError`` for
+a value of the wrong kind and ``ValueError`` for a value of the right kind that is
+out of range, and never copies or modifies an array it is given.
+"""
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_real_array",
+    "check_int",
+    "check_chunk_size",
+    "check_option",
+    "working_dtype",
+    "as_working",
+    "is_native",
+]
+
+# float64 represents every integer up to 2**53 exactly; larger int64/uint64
+# magnitudes would be rounded, changing the order of distinct values.
+_EXACT_INT_LIMIT = 2**53
+
+
+def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
+    """Return ``a`` as an ndarray of a real dtype, without copying it.
+
+    Lists and other array-likes are converted; ndarrays and memmaps are returned
+    as views. Complex, object, string, datetime dtypes raise ``TypeError``.
+    """
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must have a real (bool, integer or floating) dtype, "
+            f"got dtype {arr.dtype}."
+        )
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must be at least {min_ndim}-D, got a {arr.ndim}-D array.")
+    if max_ndim is not None and arr.ndim > max_ndim:
+        raise ValueError(f"{name} must be at most {max_ndim}-D, got a {arr.ndim}-D array.")
+    return arr
+
+
+def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
+    """Validate an integer argument (bools are refused) and return it as ``int``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}.")
+    value = int(value)
+    if min_value is not None and value < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {value}.")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got {value}.")
+    return value
+
+
+def check_chunk_size(chunk_size, default):
+    """Validate ``chunk_size`` (a positive int or None for ``default``)."""
+    if chunk_size is None:
+        return default
+    return check_int(chunk_size, "chunk_size", min_value=1)
+
+
+def check_option(value, name, options):
+    """Validate that ``value`` is one of ``options`` (a tuple of strings)."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}.")
+    return value
+
+
+def working_dtype(dtype):
+    """The floating dtype the kernels compute in for an input of ``dtype``.
+
+    float32 and float64 in native byte order are read as they are. Other real
+    dtypes are converted chunk by chunk: float16 and byte-swapped float32 to
+    float32 (exact), bool, integers and byte-swapped float64 to float64 (exact
+    for integers of magnitude up to 2**53; larger ones raise ``ValueError`` when
+    seen). Extended-precision floats raise ``TypeError`` rather than be rounded.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        if dtype.itemsize <= 4:
+            return np.dtype(np.float32)
+        if dtype.itemsize == 8:
+            return np.dtype(np.float64)
+        raise TypeError(f"dtype {dtype} is not supported: convert it to float64 first.")
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    raise TypeError(f"dtype {dtype} is not supported.")
+
+
+def is_native(arr):
+    """True if the kernels can read ``arr`` as it is (float32/64, native order)."""
+    return arr.dtype in (np.float32, np.float64) and arr.dtype.isnative
+
+
+def as_working(block, dtype, name):
+    """Copy ``block`` (a bounded piece of a larger array) to C-contiguous ``dtype``."""
+    if block.dtype.kind in "iu" and block.dtype.itemsize == 8 and block.size:
+        if block.max() > _EXACT_INT_LIMIT or (
+            block.dtype.kind == "i" and block.min() < -_EXACT_INT_LIMIT
+        ):
+            raise ValueError(
+                f"{name} holds integers beyond +/-2**53, which float64 cannot "
+                "represent exactly; convert them to float64 yourself if rounding is fine."
+            )
+    return np.ascontiguousarray(block, dtype=dtype)
