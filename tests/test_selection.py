@@ -234,3 +234,42 @@ def test_bad_scores(scores, exc, match):
 def test_3d_with_axis_is_refused():
     with pytest.raises(ValueError, match="axis must be None"):
         hnm.topk(np.ones((2, 3, 4)), 1, axis=-1)
+
+
+LAYOUTS = ["contiguous", "reversed", "strided", "fortran", "read-only", "memmap"]
+
+
+def make_layout(a, layout, as_memmap):
+    """The same values as ``a`` (2-D) in another memory layout."""
+    if layout == "contiguous":
+        return a
+    if layout == "reversed":  # negative strides
+        return np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
+    if layout == "strided":
+        wide = np.repeat(a, 2, axis=1)
+        return wide[:, ::2]
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    if layout == "read-only":
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    return as_memmap(a)
+
+
+@given(
+    a=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                 hnp.array_shapes(min_dims=2, max_dims=2, max_side=30),
+                 elements=st.one_of(tie_pool, st.floats(-10, 10, width=32))),
+    layout=st.sampled_from(LAYOUTS),
+    data=st.data(),
+)
+def test_layouts_give_identical_results(a, layout, as_memmap, data):
+    x = make_layout(a, layout, as_memmap)
+    np.testing.assert_array_equal(np.asarray(x), a)
+    chunk = data.draw(st.integers(1, 100))
+    k = data.draw(st.integers(1, a.size))
+    assert_same(hnm.topk(x, k, chunk_size=chunk), reference_topk(a, 0, k))
+    kr = data.draw(st.integers(1, a.shape[1]))
+    assert_same(hnm.topk(x, kr, axis=-1, chunk_size=chunk, largest=False),
+                reference_topk(a, 0, kr, largest=False, axis=1))

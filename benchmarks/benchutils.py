@@ -1,0 +1,44 @@
+"""Shared benchmark helpers that are not fixtures (import them as ``from benchutils import ...``)."""
+import threading
+import time
+import tracemalloc
+
+
+def rss_anon_bytes():
+    """Anonymous resident memory of this process (excludes a memmap's page cache)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("RssAnon not found in /proc/self/status")
+
+
+def peak_extra_memory(func, *args, interval=0.0005, **kwargs):
+    """Run ``func`` once; return its peak extra memory in bytes.
+
+    The larger of two measures: the peak of anonymous RSS above the start (sampled
+    by a thread, which runs while compiled code releases the GIL) and tracemalloc's
+    peak (numpy reports its buffers to tracemalloc, so GIL-holding allocations are
+    seen too). Neither counts a memmap's file pages.
+    """
+    base = rss_anon_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_anon_bytes())
+            time.sleep(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    tracemalloc.start()
+    sampler.start()
+    try:
+        func(*args, **kwargs)
+    finally:
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], rss_anon_bytes())
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return max(peak[0] - base, traced_peak)
