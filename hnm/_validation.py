@@ -16,6 +16,9 @@ __all__ = [
     "working_dtype",
     "as_working",
     "is_native",
+    "check_fraction",
+    "check_positive_real",
+    "check_finite_1d",
 ]
 
 # float64 represents every integer up to 2**53 exactly; larger int64/uint64
@@ -110,3 +113,35 @@ def as_working(block, dtype, name):
                 "represent exactly; convert them to float64 yourself if rounding is fine."
             )
     return np.ascontiguousarray(block, dtype=dtype)
+
+
+def check_fraction(value, name, *, low=0.0, high=1.0, low_open=True, high_open=False):
+    """Validate a real number in an interval, (0, 1] by default."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not np.isfinite(value) or below or above:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}.")
+    return value
+
+
+def check_positive_real(value, name, *, allow_zero=False):
+    """Validate a finite real number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, "
+                         f"got {value!r}.")
+    return value
+
+
+def check_finite_1d(a, name):
+    """Return ``a`` as a 1-D real ndarray with finite values (no copy when possible)."""
+    arr = check_real_array(a, name, max_ndim=1)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return arr

@@ -3,6 +3,11 @@
 ``topk`` is the streaming selection every other strategy builds on: it reads each
 score once, keeps bounded heaps, and breaks ties by the smaller index so that a
 result never depends on chunk sizes or thread counts.
+
+The strategies below are what a training loop calls per batch or per mining
+round: difficulty scores in ("higher is harder", as :func:`hnm.difficulty`
+returns), indices or sample weights out, vectorised, reproducible with
+``random_state``.
 """
 from collections import namedtuple
 import math
@@ -11,9 +16,14 @@ import numpy as np
 
 from . import _topk
 from ._openmp_helpers import openmp_max_threads
+from sklearn.utils import check_random_state
+
 from ._validation import (
     as_working,
     check_chunk_size,
+    check_finite_1d,
+    check_fraction,
+    check_positive_real,
     check_int,
     check_option,
     check_real_array,
@@ -21,7 +31,17 @@ from ._validation import (
     working_dtype,
 )
 
-__all__ = ["TopK", "topk"]
+__all__ = [
+    "TopK",
+    "topk",
+    "select_hardest",
+    "sample_by_difficulty",
+    "blend_easy",
+    "select_semi_hard",
+    "curriculum_window",
+    "select_quantile_window",
+    "difficulty_weights",
+]
 
 TopK = namedtuple("TopK", ["values", "indices"])
 TopK.__doc__ = """Result of :func:`topk`: ``values`` and their ``indices``, hardest first."""
@@ -222,3 +242,399 @@ def _pad(keys, idx, k):
     pad = k - keys.size
     keys = np.concatenate([keys, np.full(pad, np.nan, dtype=np.result_type(keys, np.float32))])
     return keys, np.concatenate([idx, np.full(pad, -1, dtype=np.intp)])
+
+
+def _n_noise(noise_fraction, n):
+    """How many of the hardest examples the noise guard drops: floor(q * n)."""
+    q = check_fraction(noise_fraction, "noise_fraction", low_open=False, high_open=True)
+    return int(q * n)
+
+
+def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
+                   noise_fraction=0.0):
+    """Indices of the hardest examples (OHEM), optionally past a rank band or noise guard.
+
+    Online hard example mining (Shrivastava et al., 2016) keeps the top-k losses of
+    each batch. Because the very hardest examples are disproportionately label
+    noise or false negatives, two guards skip ranks first: ``noise_fraction``
+    drops the hardest ``floor(noise_fraction * n)`` (suspected label errors) and
+    ``skip`` drops that many more, so ``k=400, skip=100`` selects ranks 101-500,
+    the band Meta's embedding-based retrieval found best (Huang et al., 2020).
+
+    Parameters
+    ----------
+    difficulty : array-like of shape (n,)
+        Higher is harder. NaN raises ``ValueError``. May be an ``np.memmap``.
+    k : int, optional
+        How many to select. Exactly one of ``k`` and ``fraction``.
+    fraction : float in (0, 1], optional
+        Select ``ceil(fraction * n)`` examples (at least ``min_keep``), capped at
+        the number left after the guards.
+    min_keep : int, default=1
+        Lower bound on the number selected with ``fraction``.
+    skip : int, default=0
+        Ranks to skip after the noise guard (the start of a rank band).
+    noise_fraction : float in [0, 1), default=0.0
+        Fraction of the hardest examples to drop as suspected label noise.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_selected,)
+        Hardest first; ties by smaller index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hnm.selection import select_hardest
+    >>> losses = np.array([0.2, 9.0, 1.5, 0.1, 3.0, 2.5])
+    >>> select_hardest(losses, 2)
+    array([1, 4])
+    >>> select_hardest(losses, 2, skip=1)          # ranks 2-3: skip the hardest
+    array([4, 5])
+    >>> select_hardest(losses, fraction=0.5, noise_fraction=0.2)
+    array([4, 5, 2])
+    """
+    d = check_real_array(difficulty, "difficulty", max_ndim=1)
+    n = d.shape[0]
+    skip = check_int(skip, "skip", min_value=0)
+    start = _n_noise(noise_fraction, n) + skip
+    available = max(n - start, 0)
+    if (k is None) == (fraction is None):
+        raise ValueError("Pass exactly one of k and fraction.")
+    if k is not None:
+        k = check_int(k, "k", min_value=1)
+        if k > available:
+            raise ValueError(
+                f"k={k} is larger than the {available} examples left after skipping "
+                f"the hardest {start} of {n}."
+            )
+    else:
+        fraction = check_fraction(fraction, "fraction")
+        min_keep = check_int(min_keep, "min_keep", min_value=0)
+        k = min(max(math.ceil(fraction * n), min_keep), available)
+        if k == 0:
+            return np.empty(0, dtype=np.intp)
+    return topk(d, band=(start, start + k)).indices
+
+
+def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
+                         random_state=None):
+    """Sample ``k`` examples without replacement, favouring hard ones.
+
+    Each example is drawn with probability proportional to
+    ``exp(difficulty / temperature)`` (successive draws without replacement),
+    the importance-sampling view of hard mining (Katharopoulos & Fleuret, 2018;
+    Selective-Backprop): every example keeps a chance, hard ones more.
+    ``temperature -> 0`` tends to the top-k, ``temperature -> inf`` to uniform
+    sampling. To sample in proportion to a non-negative loss itself
+    (``p ~ loss ** (1 / temperature)``), pass ``np.log(loss)``.
+
+    Implemented with the Gumbel-top-k trick (Kool et al., 2019): perturb
+    ``difficulty / temperature`` with Gumbel noise and take the top k, one
+    vectorised pass.
+
+    Parameters
+    ----------
+    difficulty : array-like of shape (n,)
+        Higher is harder; must be finite.
+    k : int
+        Number of examples to draw, ``1 <= k <= n`` minus the noise guard.
+    temperature : float > 0, default=1.0
+    noise_fraction : float in [0, 1), default=0.0
+        Drop the hardest ``floor(noise_fraction * n)`` before sampling.
+    random_state : int, RandomState instance or None
+        Seed for reproducible draws.
+
+    Returns
+    -------
+    indices : ndarray of shape (k,)
+        In the order drawn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hnm.selection import sample_by_difficulty
+    >>> losses = np.array([0.1, 5.0, 0.2, 4.0, 0.3])
+    >>> sorted(sample_by_difficulty(losses, 2, temperature=0.01, random_state=0).tolist())
+    [1, 3]
+    >>> len(sample_by_difficulty(losses, 3, temperature=10.0, random_state=0))
+    3
+    """
+    d = check_finite_1d(difficulty, "difficulty")
+    n = d.shape[0]
+    temperature = check_positive_real(temperature, "temperature")
+    n_noise = _n_noise(noise_fraction, n)
+    k = check_int(k, "k", min_value=1)
+    if k > n - n_noise:
+        raise ValueError(f"k={k} is larger than the {n - n_noise} examples left after "
+                         f"the noise guard dropped {n_noise} of {n}.")
+    rng = check_random_state(random_state)
+    keys = d.astype(np.float64) / temperature + rng.gumbel(size=n)
+    if n_noise:
+        keys[topk(d, n_noise).indices] = -np.inf
+    return topk(keys, k).indices
+
+
+Blend = namedtuple("Blend", ["indices", "is_hard"])
+Blend.__doc__ = """Result of :func:`blend_easy`: the indices and whether each was mined as hard."""
+
+
+def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
+    """Add ``easy_ratio`` random other examples per hard one.
+
+    Hard-only training can hurt: Meta's embedding-based retrieval found that
+    blending random ("easy") negatives with hard ones beat either alone, with
+    recall saturating around easy:hard = 100:1 (Huang et al., 2020).
+
+    Parameters
+    ----------
+    hard_indices : array-like of int, shape (n_hard,)
+        Distinct indices in ``[0, n_samples)``, e.g. from :func:`select_hardest`.
+    n_samples : int
+        Size of the pool the indices refer to.
+    easy_ratio : float >= 0
+        Easy examples per hard one; ``round(easy_ratio * n_hard)`` are drawn
+        uniformly without replacement from the examples not in ``hard_indices``.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    Blend
+        ``(indices, is_hard)``: the hard indices in their order, then the easy
+        ones; ``is_hard`` is a boolean mask over ``indices``.
+
+    Examples
+    --------
+    >>> from hnm.selection import blend_easy
+    >>> blend = blend_easy([7, 2], 10, easy_ratio=1.5, random_state=0)
+    >>> blend.indices[:2], blend.is_hard.tolist()
+    (array([7, 2]), [True, True, False, False, False])
+    """
+    n_samples = check_int(n_samples, "n_samples", min_value=0)
+    hard = np.asarray(hard_indices)
+    if hard.ndim != 1 or (hard.size and hard.dtype.kind not in "iu"):
+        raise TypeError("hard_indices must be a 1-D array of integers.")
+    hard = hard.astype(np.intp, copy=False)
+    if hard.size and (hard.min() < 0 or hard.max() >= n_samples):
+        raise ValueError(f"hard_indices must lie in [0, {n_samples}).")
+    is_pool = np.ones(n_samples, dtype=bool)
+    is_pool[hard] = False
+    if n_samples - int(is_pool.sum()) != hard.size:
+        raise ValueError("hard_indices contains duplicates.")
+    easy_ratio = check_positive_real(easy_ratio, "easy_ratio", allow_zero=True)
+    n_easy = int(round(easy_ratio * hard.size))
+    pool = np.flatnonzero(is_pool)
+    if n_easy > pool.size:
+        raise ValueError(
+            f"easy_ratio={easy_ratio:g} asks for {n_easy} easy examples but only "
+            f"{pool.size} are not hard."
+        )
+    easy = check_random_state(random_state).choice(pool, size=n_easy, replace=False)
+    indices = np.concatenate([hard, easy.astype(np.intp)])
+    is_hard = np.zeros(indices.size, dtype=bool)
+    is_hard[: hard.size] = True
+    return Blend(indices, is_hard)
+
+
+def select_semi_hard(margins, margin, *, k=None):
+    """Indices of semi-hard examples: correct, but inside the margin.
+
+    FaceNet (Schroff et al., 2015) trains on semi-hard negatives, those with
+    ``0 < d(a, n) - d(a, p) <= margin``: the hardest negatives early in training
+    collapsed its models. The same rule applies to classification margins (true
+    class score minus the best other, ``-hnm.difficulty(..., measure="margin")``):
+    correctly classified with a margin of at most ``margin``.
+
+    Parameters
+    ----------
+    margins : array-like of shape (n,)
+        Signed margins, positive when correct (higher is *easier*).
+    margin : float > 0
+        Upper bound of the semi-hard interval ``(0, margin]``.
+    k : int, optional
+        Return at most the ``k`` hardest (smallest-margin) semi-hard examples.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_selected,)
+        Smallest margin (hardest) first, ties by smaller index; may be empty.
+
+    Examples
+    --------
+    >>> from hnm.selection import select_semi_hard
+    >>> select_semi_hard([-0.5, 0.3, 2.0, 0.1, 0.0, 0.3], margin=0.5)
+    array([3, 1, 5])
+    """
+    m = check_real_array(margins, "margins", max_ndim=1)
+    margin = check_positive_real(margin, "margin")
+    if m.dtype.kind == "f" and np.isnan(m).any():
+        raise ValueError("margins contains NaN.")
+    k = check_int(k, "k", min_value=1, allow_none=True)
+    idx = np.flatnonzero((m > 0) & (m <= margin))
+    if k is not None and k < idx.size:
+        return idx[topk(m[idx], k, largest=False).indices]
+    return idx[np.argsort(m[idx], kind="stable")]
+
+
+_PACING = {
+    "linear": lambda s, t: s + (1.0 - s) * t,
+    "root": lambda s, t: s + (1.0 - s) * math.sqrt(t),
+    "geometric": lambda s, t: s ** (1.0 - t),
+}
+
+
+def curriculum_window(round_index, n_rounds, *, pacing="linear", start_fraction=0.25,
+                      width=None):
+    """Difficulty-quantile window to train on in a curriculum round (easy to hard).
+
+    Curriculum and self-paced learning (Bengio et al., 2009; Kumar et al., 2010;
+    Hacohen & Weinshall, 2019) start with the easiest examples and let harder
+    ones in as training goes on, the opposite pressure to hard mining. A pacing
+    function ``g`` grows the upper quantile from ``start_fraction`` in round 0 to
+    1 in the last round; the window is ``(0, g)`` (cumulative) or, with
+    ``width``, ``(g - width, g)`` sliding towards the hardest examples.
+
+    Parameters
+    ----------
+    round_index : int
+        The round, ``0 <= round_index < n_rounds``.
+    n_rounds : int
+        Total number of rounds, >= 1 (one round: the whole range).
+    pacing : {"linear", "root", "geometric"} or callable, default="linear"
+        ``g(t)`` for progress ``t = round_index / (n_rounds - 1)`` in [0, 1]:
+        linear ``s + (1 - s) t``, root ``s + (1 - s) sqrt(t)`` (fast start),
+        geometric ``s ** (1 - t)`` (slow start). A callable receives ``t`` and
+        returns the upper quantile in (0, 1].
+    start_fraction : float in (0, 1], default=0.25
+        ``s``: the easiest fraction available in round 0.
+    width : float in (0, 1], optional
+        Window width for a sliding window; None for cumulative.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        Quantiles of the difficulty ranking (0 = easiest); pass them to
+        :func:`select_quantile_window`.
+
+    Examples
+    --------
+    >>> from hnm.selection import curriculum_window
+    >>> [curriculum_window(r, 4, start_fraction=0.4) for r in range(4)]
+    [(0.0, 0.4), (0.0, 0.6), (0.0, 0.8), (0.0, 1.0)]
+    >>> curriculum_window(1, 3, start_fraction=0.5, width=0.25)
+    (0.5, 0.75)
+    """
+    n_rounds = check_int(n_rounds, "n_rounds", min_value=1)
+    round_index = check_int(round_index, "round_index", min_value=0, max_value=n_rounds - 1)
+    s = check_fraction(start_fraction, "start_fraction")
+    t = round_index / (n_rounds - 1) if n_rounds > 1 else 1.0
+    if callable(pacing):
+        high = pacing(t)
+        try:
+            high = check_fraction(high, "pacing(t)")
+        except TypeError:
+            raise TypeError(f"pacing must return a real number, got {high!r}.") from None
+    else:
+        high = _PACING[check_option(pacing, "pacing", tuple(_PACING))](s, t)
+    high = min(1.0, round(high, 12))
+    if width is None:
+        return 0.0, high
+    width = check_fraction(width, "width")
+    return max(0.0, round(high - width, 12)), high
+
+
+def select_quantile_window(difficulty, low, high):
+    """Indices whose difficulty rank lies in the quantile window ``[low, high)``.
+
+    Ranks are counted from the easiest (quantile 0) to the hardest (quantile 1),
+    ties by smaller index; the window covers ranks ``ceil(low * n)`` to
+    ``ceil(high * n) - 1``, so adjacent windows partition the examples.
+
+    Parameters
+    ----------
+    difficulty : array-like of shape (n,)
+        Higher is harder. NaN raises ``ValueError``.
+    low, high : float
+        ``0 <= low < high <= 1``, e.g. from :func:`curriculum_window`.
+
+    Returns
+    -------
+    indices : ndarray
+        Easiest first.
+
+    Examples
+    --------
+    >>> from hnm.selection import select_quantile_window
+    >>> select_quantile_window([5.0, 1.0, 3.0, 2.0], 0.0, 0.5)
+    array([1, 3])
+    """
+    d = check_real_array(difficulty, "difficulty", max_ndim=1)
+    low = check_fraction(low, "low", low_open=False, high_open=True)
+    high = check_fraction(high, "high")
+    if low >= high:
+        raise ValueError(f"low must be < high, got low={low!r}, high={high!r}.")
+    n = d.shape[0]
+    # rounding first keeps 0.3 * 10 at rank 3, not 4
+    start, stop = (math.ceil(round(q * n, 9)) for q in (low, high))
+    if start >= stop:
+        return np.empty(0, dtype=np.intp)
+    return topk(d, band=(start, stop), largest=False).indices
+
+
+def difficulty_weights(difficulty, *, method="power", gamma=2.0, temperature=1.0,
+                       min_weight=0.0):
+    """Sample weights that up-weight hard examples instead of resampling them.
+
+    Every example stays in training; hard ones count more. The weights have mean
+    1, so the total weight (and a learning rate tuned for unweighted data) is
+    unchanged. Pass them as ``sample_weight``.
+
+    Parameters
+    ----------
+    difficulty : array-like of shape (n,)
+        Higher is harder; finite.
+    method : {"power", "softmax"}, default="power"
+        "power": ``w ~ difficulty ** gamma`` (difficulty must be >= 0). With
+        ``difficulty = 1 - p_true`` (``measure="confidence"``) this is the focal
+        loss modulating factor ``(1 - p_t) ** gamma`` (Lin et al., 2017; gamma=2).
+        "softmax": ``w ~ exp(difficulty / temperature)``, for difficulties of
+        any sign such as margins.
+    gamma : float >= 0, default=2.0
+    temperature : float > 0, default=1.0
+    min_weight : float in [0, 1), default=0.0
+        Floor for every weight before normalising, relative to the mean, so easy
+        examples never vanish entirely.
+
+    Returns
+    -------
+    weights : ndarray of shape (n,), float64
+        Non-negative, mean 1 (all ones if every raw weight is 0).
+
+    Examples
+    --------
+    >>> from hnm.selection import difficulty_weights
+    >>> difficulty_weights([0.0, 0.5, 1.0])
+    array([0. , 0.6, 2.4])
+    >>> difficulty_weights([0.0, 0.5, 1.0], min_weight=0.5).round(3)
+    array([0.429, 0.514, 2.057])
+    """
+    d = check_finite_1d(difficulty, "difficulty").astype(np.float64)
+    method = check_option(method, "method", ("power", "softmax"))
+    min_weight = check_fraction(min_weight, "min_weight", low_open=False, high_open=True)
+    if method == "power":
+        gamma = check_positive_real(gamma, "gamma", allow_zero=True)
+        if d.size and d.min() < 0:
+            raise ValueError("difficulty must be >= 0 for method='power'; "
+                             "use method='softmax' for signed difficulties.")
+        w = d ** gamma
+    else:
+        temperature = check_positive_real(temperature, "temperature")
+        w = np.exp((d - d.max(initial=0.0)) / temperature) if d.size else d
+    mean = w.mean() if w.size else 0.0
+    if mean == 0:
+        return np.ones_like(d)
+    w = w / mean
+    if min_weight:
+        np.maximum(w, min_weight, out=w)
+        w /= w.mean()
+    return w

@@ -273,3 +273,224 @@ def test_layouts_give_identical_results(a, layout, as_memmap, data):
     kr = data.draw(st.integers(1, a.shape[1]))
     assert_same(hnm.topk(x, kr, axis=-1, chunk_size=chunk, largest=False),
                 reference_topk(a, 0, kr, largest=False, axis=1))
+
+
+# ---------------------------------------------------------------- strategies
+from hnm.selection import (  # noqa: E402
+    blend_easy,
+    curriculum_window,
+    difficulty_weights,
+    sample_by_difficulty,
+    select_hardest,
+    select_quantile_window,
+    select_semi_hard,
+)
+
+
+def ranking(d):
+    """Hardest first, ties by smaller index (plain numpy)."""
+    d = np.asarray(d, dtype=np.float64)
+    return np.lexsort((np.arange(d.size), -d))
+
+
+@given(
+    d=hnp.arrays(np.float64, st.integers(1, 200), elements=st.one_of(tie_pool, st.floats(-5, 5))),
+    data=st.data(),
+)
+def test_select_hardest_is_a_band_of_the_ranking(d, data):
+    q = data.draw(st.sampled_from([0.0, 0.05, 0.3]))
+    n_noise = int(q * d.size)
+    skip = data.draw(st.integers(0, d.size - n_noise - 1))
+    k = data.draw(st.integers(1, d.size - n_noise - skip))
+    got = select_hardest(d, k, skip=skip, noise_fraction=q)
+    np.testing.assert_array_equal(got, ranking(d)[n_noise + skip:n_noise + skip + k])
+
+
+def test_select_hardest_fraction_and_min_keep():
+    d = np.arange(100.0)
+    np.testing.assert_array_equal(select_hardest(d, fraction=0.031), [99, 98, 97, 96])
+    assert select_hardest(d, fraction=0.01, min_keep=5).size == 5
+    # the fraction is capped by what the guards leave
+    assert select_hardest(d, fraction=1.0, noise_fraction=0.1, skip=5).size == 85
+    assert select_hardest(d, fraction=0.5, skip=100).size == 0
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(), ValueError, "exactly one of k and fraction"),
+    (dict(k=3, fraction=0.5), ValueError, "exactly one of k and fraction"),
+    (dict(k=9), ValueError, "k=9 is larger than the 8"),
+    (dict(k=4, skip=5), ValueError, "k=4 is larger than the 3"),
+    (dict(fraction=0.0), ValueError, "fraction must be in \\(0, 1\\]"),
+    (dict(fraction=1.5), ValueError, "fraction must be in"),
+    (dict(k=1, noise_fraction=1.0), ValueError, "noise_fraction must be in \\[0, 1\\)"),
+    (dict(k=1, skip=-1), ValueError, "skip must be >= 0"),
+    (dict(fraction=0.5, min_keep=-1), ValueError, "min_keep must be >= 0"),
+])
+def test_select_hardest_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        select_hardest(np.arange(8.0), **kwargs)
+
+
+def test_sample_by_difficulty_is_reproducible_and_without_replacement(rng):
+    d = rng.standard_normal(500)
+    a = sample_by_difficulty(d, 50, random_state=3)
+    np.testing.assert_array_equal(a, sample_by_difficulty(d, 50, random_state=3))
+    assert np.unique(a).size == 50
+    assert not np.array_equal(a, sample_by_difficulty(d, 50, random_state=4))
+
+
+def test_sample_by_difficulty_temperature_limits(rng):
+    d = rng.permutation(200).astype(float)
+    cold = sample_by_difficulty(d, 20, temperature=1e-3, random_state=0)
+    np.testing.assert_array_equal(np.sort(cold), np.sort(ranking(d)[:20]))
+    # very hot: every example about equally likely to be drawn first
+    firsts = np.array([sample_by_difficulty(d[:5], 1, temperature=1e9, random_state=s)[0]
+                       for s in range(3000)])
+    np.testing.assert_allclose(np.bincount(firsts, minlength=5) / 3000, 0.2, atol=0.03)
+
+
+def test_sample_by_difficulty_follows_softmax_probabilities():
+    d = np.log([1.0, 2.0, 3.0, 4.0])  # exp(d) / sum = 0.1, 0.2, 0.3, 0.4
+    firsts = np.array([sample_by_difficulty(d, 1, random_state=s)[0] for s in range(4000)])
+    np.testing.assert_allclose(np.bincount(firsts, minlength=4) / 4000,
+                               [0.1, 0.2, 0.3, 0.4], atol=0.03)
+
+
+def test_sample_by_difficulty_noise_guard_excludes_the_hardest(rng):
+    d = rng.standard_normal(100)
+    hardest = ranking(d)[:10]
+    for seed in range(20):
+        got = sample_by_difficulty(d, 90, noise_fraction=0.1, temperature=5.0, random_state=seed)
+        assert not np.isin(hardest, got).any()
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(k=0), ValueError, "k must be >= 1"),
+    (dict(k=11), ValueError, "k=11 is larger"),
+    (dict(k=10, noise_fraction=0.2), ValueError, "k=10 is larger than the 8"),
+    (dict(k=2, temperature=0), ValueError, "temperature must be a finite number > 0"),
+    (dict(k=2, temperature=-1.0), ValueError, "temperature"),
+    (dict(k=2, temperature=np.inf), ValueError, "temperature"),
+])
+def test_sample_by_difficulty_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        sample_by_difficulty(np.arange(10.0), **kwargs)
+
+
+def test_sample_by_difficulty_refuses_non_finite():
+    with pytest.raises(ValueError, match="difficulty contains NaN"):
+        sample_by_difficulty([1.0, np.nan, 2.0], 1)
+
+
+def test_blend_easy_adds_distinct_easy_examples():
+    b = blend_easy(np.array([3, 9, 4]), 50, easy_ratio=4, random_state=0)
+    assert b.indices.size == 15 and b.is_hard.sum() == 3
+    np.testing.assert_array_equal(b.indices[:3], [3, 9, 4])
+    assert np.unique(b.indices).size == 15
+    assert not np.isin(b.indices[3:], [3, 9, 4]).any()
+    np.testing.assert_array_equal(
+        b.indices, blend_easy([3, 9, 4], 50, easy_ratio=4, random_state=0).indices)
+    assert blend_easy([1], 5, 0).indices.tolist() == [1]
+    assert blend_easy([], 5, 3.0).indices.size == 0
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (([1, 1], 10, 1.0), ValueError, "duplicates"),
+    (([1, 10], 10, 1.0), ValueError, "must lie in \\[0, 10\\)"),
+    (([-1], 10, 1.0), ValueError, "must lie in"),
+    (([1, 2], 10, -0.5), ValueError, "easy_ratio must be a finite number >= 0"),
+    (([1, 2], 10, 5.0), ValueError, "asks for 10 easy examples but only 8"),
+    (([0.5], 10, 1.0), TypeError, "integers"),
+])
+def test_blend_easy_bad_arguments(args, exc, match):
+    with pytest.raises(exc, match=match):
+        blend_easy(*args)
+
+
+@given(m=hnp.arrays(np.float64, st.integers(0, 100), elements=st.one_of(
+    tie_pool, st.floats(-2, 2))), margin=st.floats(0.01, 3), data=st.data())
+def test_select_semi_hard_matches_reference(m, margin, data):
+    inside = np.flatnonzero((m > 0) & (m <= margin))
+    expected = inside[np.lexsort((inside, m[inside]))]
+    k = data.draw(st.none() | st.integers(1, 120))
+    got = select_semi_hard(m, margin, k=k)
+    np.testing.assert_array_equal(got, expected[:k])
+
+
+def test_select_semi_hard_bad_arguments():
+    with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+        select_semi_hard([0.1], 0.0)
+    with pytest.raises(ValueError, match="margins contains NaN"):
+        select_semi_hard([0.1, np.nan], 1.0)
+
+
+@pytest.mark.parametrize("pacing", ["linear", "root", "geometric", lambda t: 0.1 + 0.9 * t**2])
+def test_curriculum_grows_from_easy_to_everything(pacing):
+    windows = [curriculum_window(r, 6, pacing=pacing, start_fraction=0.1) for r in range(6)]
+    highs = [hi for _, hi in windows]
+    assert all(lo == 0.0 for lo, _ in windows)
+    assert highs[0] == pytest.approx(0.1) and highs[-1] == 1.0
+    assert all(a < b for a, b in zip(highs, highs[1:]))
+
+
+def test_curriculum_sliding_window_moves_to_the_hardest():
+    windows = [curriculum_window(r, 3, start_fraction=0.2, width=0.2) for r in range(3)]
+    assert windows == [(0.0, 0.2), (0.4, 0.6), (0.8, 1.0)]
+    assert curriculum_window(0, 1) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("args, kwargs, exc, match", [
+    ((3, 3), {}, ValueError, "round_index must be <= 2"),
+    ((0, 0), {}, ValueError, "n_rounds must be >= 1"),
+    ((0, 3), dict(pacing="cubic"), ValueError, "pacing must be one of"),
+    ((0, 3), dict(pacing=lambda t: 2.0), ValueError, "pacing\\(t\\) must be in"),
+    ((0, 3), dict(pacing=lambda t: "x"), TypeError, "pacing must return a real number"),
+    ((0, 3), dict(start_fraction=0), ValueError, "start_fraction must be in"),
+    ((0, 3), dict(width=1.5), ValueError, "width must be in"),
+])
+def test_curriculum_bad_arguments(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        curriculum_window(*args, **kwargs)
+
+
+@given(d=hnp.arrays(np.float64, st.integers(1, 100), elements=st.one_of(tie_pool, st.floats(-5, 5))),
+       cuts=st.lists(st.floats(0.01, 0.99), min_size=0, max_size=4))
+def test_quantile_windows_partition_the_easy_to_hard_ranking(d, cuts):
+    bounds = [0.0, *sorted(set(cuts)), 1.0]
+    parts = [select_quantile_window(d, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    easy_first = ranking(-d)
+    np.testing.assert_array_equal(np.concatenate(parts)[: d.size], easy_first)
+
+
+def test_quantile_window_bad_arguments():
+    with pytest.raises(ValueError, match="low must be < high"):
+        select_quantile_window([1.0, 2.0], 0.5, 0.5)
+    with pytest.raises(ValueError, match="high must be in"):
+        select_quantile_window([1.0, 2.0], 0.0, 1.5)
+
+
+def test_difficulty_weights_focal_and_softmax(rng):
+    p_true = rng.uniform(0, 1, 100)
+    w = difficulty_weights(1 - p_true, gamma=2.0)
+    np.testing.assert_allclose(w, (1 - p_true) ** 2 / np.mean((1 - p_true) ** 2))
+    margins = rng.standard_normal(100)
+    s = difficulty_weights(margins, method="softmax", temperature=0.5)
+    np.testing.assert_allclose(s, np.exp(margins / 0.5) / np.exp(margins / 0.5).mean())
+    np.testing.assert_allclose(
+        s, difficulty_weights(margins + 1000.0, method="softmax", temperature=0.5))
+    floored = difficulty_weights(1 - p_true, min_weight=0.3)
+    assert floored.mean() == pytest.approx(1.0) and floored.min() > 0
+    np.testing.assert_array_equal(difficulty_weights(np.zeros(4)), np.ones(4))
+
+
+def test_difficulty_weights_bad_arguments():
+    with pytest.raises(ValueError, match="difficulty must be >= 0 for method='power'"):
+        difficulty_weights([-1.0, 1.0])
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        difficulty_weights([1.0], gamma=-2)
+    with pytest.raises(ValueError, match="method must be one of"):
+        difficulty_weights([1.0], method="focal")
+    with pytest.raises(ValueError, match="min_weight must be in"):
+        difficulty_weights([1.0], min_weight=1.0)
+    with pytest.raises(ValueError, match="difficulty contains NaN"):
+        difficulty_weights([np.inf])
