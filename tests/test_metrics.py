@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+from hnm.metrics import feature_diagnosis, hard_case_report
+
+
+@pytest.fixture
+def binary(rng):
+    y = rng.integers(0, 2, 500)
+    s = np.clip(0.5 * y + 0.25 + 0.3 * rng.standard_normal(500), 0, 1)
+    return y, s
+
+
+def test_segments_match_sklearn_metrics(binary):
+    y, s = binary
+    report = hard_case_report(y, s, threshold=0.5, band=0.1, hard_fraction=0.2)
+    by = {r["segment"]: r for r in report}
+    assert by["all"]["precision"] == pytest.approx(precision_score(y, s >= 0.5))
+    assert by["all"]["recall"] == pytest.approx(recall_score(y, s >= 0.5))
+    assert by["all"]["average_precision"] == pytest.approx(average_precision_score(y, s))
+    near = np.abs(s - 0.5) <= 0.1
+    assert by["threshold band"]["n"] == near.sum()
+    assert by["threshold band"]["recall"] == pytest.approx(recall_score(y[near], s[near] >= 0.5))
+    assert by["hard"]["n"] == 100 and by["rest"]["n"] == 400
+    fp = np.sum((s >= 0.5) & (y == 0))
+    assert by["all"]["fpr"] == pytest.approx(fp / np.sum(y == 0))
+    # the default hard cases are the ones on the wrong side, by distance from the threshold
+    assert by["hard"]["accuracy"] < by["rest"]["accuracy"]
+
+
+def test_hard_segment_from_difficulty_or_indices(binary):
+    y, s = binary
+    d = np.arange(y.size, dtype=float)
+    r1 = hard_case_report(y, s, difficulty=d, hard_fraction=0.1)
+    r2 = hard_case_report(y, s, hard_indices=np.arange(450, 500))
+    assert r1[1] == r2[1]
+    assert "segment" in str(r1) and "threshold band" in str(r1)
+
+
+def test_undefined_metrics_are_none():
+    report = hard_case_report([0, 0, 1], [0.1, 0.2, 0.9], hard_indices=[0])
+    hard = report[1]
+    assert hard["recall"] is None and hard["average_precision"] is None
+    assert "-" in str(report)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(y_true=[0, 1, 2], y_score=[0.1, 0.2, 0.3]), ValueError, "binary"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2, 0.3]), ValueError, "length of y_score"),
+    (dict(y_true=[0, 1], y_score=[0.1, np.nan]), ValueError, "y_score contains NaN"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], band=0), ValueError, "band must be > 0"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[2]), ValueError, "must lie in"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[0], difficulty=[1, 2]),
+     ValueError, "at most one"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_fraction=0), ValueError, "hard_fraction"),
+])
+def test_report_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        hard_case_report(**kwargs)
+
+
+def test_feature_diagnosis_finds_the_confusing_feature(rng, as_memmap):
+    y = np.r_[np.zeros(600, int), np.ones(200, int)]
+    X = rng.standard_normal((800, 4))
+    X[y == 1, 2] += 4.0        # feature 2 separates the classes
+    X[y == 1, 0] += 4.0        # and so does feature 0...
+    X[:50, 2] += 4.0           # ...but the 50 hard negatives look positive on feature 2
+    report = feature_diagnosis(as_memmap(X), y, np.arange(50), feature_names=list("abcd"))
+    assert report[0]["feature"] == "c"
+    assert abs(report[0]["smd_hard_vs_pos"]) < 0.5 < abs(report[0]["smd_hard_vs_easy"])
+    ref = (X[:50, 2].mean() - X[50:600, 2].mean()) / np.sqrt(
+        (X[:50, 2].var() + X[50:600, 2].var()) / 2)
+    assert report[0]["smd_hard_vs_easy"] == pytest.approx(ref)
+    assert len(feature_diagnosis(X, y, np.arange(50), top=2)) == 2
+
+
+@pytest.mark.parametrize("hard, kwargs, match", [
+    ([], {}, "non-empty"),
+    ([700], {}, "examples labelled negative_label"),
+    ([900], {}, "must lie in"),
+    ([0], dict(feature_names=["a"]), "feature_names must have 4"),
+])
+def test_feature_diagnosis_bad_arguments(rng, hard, kwargs, match):
+    y = np.r_[np.zeros(600, int), np.ones(200, int)]
+    with pytest.raises(ValueError, match=match):
+        feature_diagnosis(rng.standard_normal((800, 4)), y, np.array(hard, dtype=int), **kwargs)
