@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _topk
 from ._openmp_helpers import openmp_max_threads
+from ._progress import progress_bar
 from sklearn.utils import check_random_state
 
 from ._validation import (
@@ -50,10 +51,12 @@ TopK.__doc__ = """Result of :func:`topk`: ``values`` and their ``indices``, hard
 # that need a conversion (other dtypes, non-contiguous layouts) are copied.
 # 2**20 float64 values are 8 MiB, small next to RAM and large next to the heaps.
 DEFAULT_CHUNK_SIZE = 2**20
+# Chunks per thread handed to one kernel call when the input is read in place.
+_CHUNKS_PER_CALL = 8
 
 
 def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
-         nan_policy="raise"):
+         nan_policy="raise", progress=False):
     """Select the ``k`` largest (or smallest) scores, streaming, ties by smaller index.
 
     Every score is read exactly once and the extra memory is O(k + chunk_size)
@@ -92,6 +95,8 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         NaN scores are found in the same pass. "raise" raises ``ValueError``;
         "omit" never selects them. If fewer than ``stop`` non-NaN scores remain,
         the missing places are padded with value NaN and index -1.
+    progress : bool, default=False
+        Show a progress bar (tqdm, on stderr) over the scores read.
 
     Returns
     -------
@@ -141,9 +146,11 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     wdt = working_dtype(x.dtype)
     sign = wdt.type(1 if largest else -1)
     if axis is None:
-        keys, idx, n_nan = _topk_flat(x, stop, sign, wdt, chunk_size, nan_policy)
+        with progress_bar(progress, x.size, "topk", "scores") as bar:
+            keys, idx, n_nan = _topk_flat(x, stop, sign, wdt, chunk_size, nan_policy, bar)
     else:
-        keys, idx, n_nan = _topk_rows(x, stop, sign, wdt, chunk_size, nan_policy)
+        with progress_bar(progress, x.shape[0], "topk", "rows") as bar:
+            keys, idx, n_nan = _topk_rows(x, stop, sign, wdt, chunk_size, nan_policy, bar)
     if n_nan and nan_policy == "raise":
         raise ValueError(
             "scores contains NaN; pass nan_policy='omit' to never select NaN scores."
@@ -183,15 +190,23 @@ def _n_threads(n_units):
     return max(1, min(openmp_max_threads(), n_units))
 
 
-def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy):
+def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy, bar):
     n_threads = _n_threads(math.ceil(x.size / chunk_size))
     keys = np.empty((n_threads, k), dtype=wdt)
     idx = np.empty((n_threads, k), dtype=np.intp)
     sizes = np.zeros(n_threads, dtype=np.intp)
     n_nan = 0
     if is_native(x) and x.flags.c_contiguous:
-        # read in place (a memmap streams through the page cache)
-        n_nan = _topk.topk_flat_update(x.reshape(-1), 0, sign, chunk_size, keys, idx, sizes)
+        # read in place (a memmap streams through the page cache), a few chunks
+        # per thread per call so that Ctrl-C and the progress bar get a turn
+        flat = x.reshape(-1)
+        span = chunk_size * n_threads * _CHUNKS_PER_CALL
+        for s in range(0, flat.size, span):
+            part = flat[s:s + span]
+            n_nan += _topk.topk_flat_update(part, s, sign, chunk_size, keys, idx, sizes)
+            bar.update(part.size)
+            if n_nan and nan_policy == "raise":
+                break
     else:
         # copy a bounded block of leading-axis slices at a time
         row_size = x.size // x.shape[0] if x.shape[0] else 1
@@ -200,6 +215,7 @@ def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy):
         for r0 in range(0, x.shape[0], rows):
             block = as_working(x[r0:r0 + rows], wdt, "scores").reshape(-1)
             n_nan += _topk.topk_flat_update(block, r0 * row_size, sign, sub, keys, idx, sizes)
+            bar.update(block.size)
             if n_nan and nan_policy == "raise":
                 break
     # merge the per-thread heaps: best key first, then smaller index
@@ -212,22 +228,24 @@ def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy):
     return keys, idx, n_nan
 
 
-def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy):
+def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
     n_rows, n_cols = x.shape
     keys = np.empty((n_rows, k), dtype=wdt)
     idx = np.empty((n_rows, k), dtype=np.intp)
     counts = np.empty(n_rows, dtype=np.intp)
     n_nan = 0
-    if is_native(x) and x.flags.c_contiguous:
-        n_nan = _topk.topk_rows(x, sign, keys, idx, counts, _n_threads(n_rows))
-    else:
-        rows = max(1, chunk_size // max(n_cols, 1))
-        for r0 in range(0, n_rows, rows):
-            block = as_working(x[r0:r0 + rows], wdt, "scores")
-            n_nan += _topk.topk_rows(block, sign, keys[r0:r0 + rows], idx[r0:r0 + rows],
-                                     counts[r0:r0 + rows], _n_threads(block.shape[0]))
-            if n_nan and nan_policy == "raise":
-                break
+    native = is_native(x) and x.flags.c_contiguous
+    n_threads = _n_threads(n_rows)
+    rows = max(1, chunk_size // max(n_cols, 1))
+    if native:  # no copy, so larger calls: a few chunks per thread
+        rows *= n_threads * _CHUNKS_PER_CALL
+    for r0 in range(0, n_rows, rows):
+        block = x[r0:r0 + rows] if native else as_working(x[r0:r0 + rows], wdt, "scores")
+        n_nan += _topk.topk_rows(block, sign, keys[r0:r0 + rows], idx[r0:r0 + rows],
+                                 counts[r0:r0 + rows], _n_threads(block.shape[0]))
+        bar.update(block.shape[0])
+        if n_nan and nan_policy == "raise":
+            break
     if n_nan and nan_policy == "omit":
         short = np.arange(k) >= counts[:, None]
         if short.any():

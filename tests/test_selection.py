@@ -494,3 +494,12 @@ def test_difficulty_weights_bad_arguments():
         difficulty_weights([1.0], min_weight=1.0)
     with pytest.raises(ValueError, match="difficulty contains NaN"):
         difficulty_weights([np.inf])
+
+
+def test_progress_bar_reports_on_stderr(capsys, rng):
+    x = rng.standard_normal(5000)
+    r = hnm.topk(x, 10, chunk_size=100, progress=True)
+    assert_same(r, reference_topk(x, 0, 10))
+    assert "topk" in capsys.readouterr().err
+    hnm.topk(x.reshape(50, 100), 3, axis=-1, chunk_size=100, progress=True)
+    assert "rows" in capsys.readouterr().err
