@@ -11,7 +11,14 @@ The package has three layers, each built only on the one below it:
 3. scikit-learn compatible estimators, which only compose the numpy API.
 """
 from .selection import TopK, topk
+from .scoring import difficulty
+from .mining import HardMiningClassifier
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["TopK", "topk"]
+__all__ = [
+    "TopK",
+    "topk",
+    "difficulty",
+    "HardMiningClassifier",
+]

@@ -1,0 +1,188 @@
+"""How hard is each example for the current model? One fused pass per row."""
+import math
+
+import numpy as np
+
+from . import _scoring
+from ._openmp_helpers import openmp_max_threads
+from ._validation import (
+    as_working,
+    check_chunk_size,
+    check_option,
+    check_real_array,
+    is_native,
+    working_dtype,
+)
+
+__all__ = ["difficulty", "MEASURES"]
+
+MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
+_PROBABILITY_MEASURES = ("log_loss", "confidence", "entropy")
+# Rows per kernel call: bounds the memory of converted chunks, lets Ctrl-C in.
+DEFAULT_CHUNK_SIZE = 2**20
+# Integer labels spanning at most this many values are mapped with a lookup
+# table inside the kernel (no sort of y); others are encoded with np.unique.
+_MAX_TABLE = 2**20
+
+
+def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=None):
+    """Difficulty of every example, higher is harder, in one pass over each row.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,) or None
+        True labels (any hashable dtype: ints, strings, ...). May be None for
+        ``measure="entropy"``, which needs no label.
+    y_score : array-like of shape (n, n_classes) or (n,)
+        Model output. The rule that tells probabilities from decision values
+        is the measure, never the values:
+
+        - ``"margin"`` and ``"hinge"`` accept any scores. For an (n, n_classes)
+          matrix (probabilities or decision values alike) the margin is the
+          true class's score minus the best other class's; for an (n,) vector
+          the scores are **binary decision values** centred on 0 (as from
+          ``decision_function``), margin ``y+- * f(x)`` with ``y+- = +1`` for the
+          second label. For positive-class probabilities pass the (n, 2)
+          matrix ``predict_proba`` returns instead.
+        - ``"log_loss"``, ``"confidence"`` and ``"entropy"`` need
+          **probabilities**: values in [0, 1] and, for a matrix, rows summing to
+          1 (within 1e-3), else ``ValueError``. An (n,) vector is the
+          probability of the second label.
+    measure : {"margin", "log_loss", "hinge", "confidence", "entropy"}
+        - "margin": ``-(score of the true class - best other score)``;
+          positive when misclassified.
+        - "log_loss": ``-log p_true``, with p clipped to ``[eps, 1 - eps]``,
+          ``eps`` the machine epsilon of the scores' dtype, like
+          ``sklearn.metrics.log_loss``.
+        - "hinge": ``max(0, 1 - margin)``, as ``sklearn.metrics.hinge_loss``
+          (Crammer-Singer for several classes).
+        - "confidence": ``1 - p_true``.
+        - "entropy": ``-sum p log p`` of the predicted distribution
+          (label-free uncertainty).
+    labels : array-like of shape (n_classes,), optional
+        The class of each column of ``y_score``, like an estimator's
+        ``classes_`` (for a vector: the negative then the positive class).
+        Default: the sorted distinct values of ``y_true``, which must then
+        number ``n_classes`` (2 for a vector). A label of ``y_true`` not in
+        ``labels`` raises ``ValueError``.
+    chunk_size : int, optional
+        Rows per kernel call (default 2**20); inputs that need a conversion
+        (other dtypes, non-contiguous layouts) are copied one chunk at a time,
+        so a memmap of any size is read in bounded memory.
+
+    Returns
+    -------
+    difficulty : ndarray of shape (n,)
+        float32 for float32 scores, float64 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hnm import difficulty
+    >>> proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    >>> y = np.array(["cat", "cat", "dog"])
+    >>> difficulty(y, proba)                    # margin: > 0 when misclassified
+    array([-0.8,  0.2, -0.6])
+    >>> difficulty(y, proba, measure="log_loss").round(3)
+    array([0.105, 0.916, 0.223])
+    >>> difficulty([0, 1, 1], np.array([-2.0, 0.5, -0.1]), measure="hinge")
+    array([0. , 0.5, 1.1])
+    """
+    measure = check_option(measure, "measure", MEASURES)
+    S = check_real_array(y_score, "y_score", max_ndim=2)
+    n = S.shape[0]
+    chunk_size = check_chunk_size(chunk_size, DEFAULT_CHUNK_SIZE)
+    n_columns = S.shape[1] if S.ndim == 2 else 2
+    if S.ndim == 2 and n_columns < 2 and measure != "entropy":
+        raise ValueError(f"y_score needs at least 2 columns, got {n_columns}.")
+    y, y_min, table = _encode(y_true, labels, n, n_columns, measure)
+
+    wdt = working_dtype(S.dtype)
+    out = np.empty(n, dtype=wdt if S.dtype == wdt else np.float64)
+    if S.dtype != wdt:
+        wdt = out.dtype  # non-float32 inputs are scored in float64
+    eps = float(np.finfo(S.dtype if S.dtype.kind == "f" else np.float64).eps)
+    bad = np.zeros(3, dtype=np.longlong)
+    code = _scoring.MEASURES[measure]
+    native = is_native(S) and S.flags.c_contiguous and S.dtype == wdt
+    rows = max(1, chunk_size // n_columns)
+    if native:
+        rows *= 8  # read in place: larger calls, still interruptible
+    n_threads = openmp_max_threads()
+    for r0 in range(0, n, rows):
+        block = S[r0:r0 + rows] if native else as_working(S[r0:r0 + rows], wdt, "y_score")
+        threads = max(1, min(n_threads, math.ceil(block.shape[0] / 4096)))
+        if S.ndim == 2:
+            _scoring.difficulty_rows(block, y[r0:r0 + rows], y_min, table, code, eps,
+                                     1e-3, out[r0:r0 + rows], bad, threads)
+        else:
+            _scoring.difficulty_binary(block, y[r0:r0 + rows], y_min, table, code, eps,
+                                       out[r0:r0 + rows], bad, threads)
+        if bad.any():
+            break
+    if bad[0]:
+        raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
+    if bad[1]:
+        raise ValueError("y_score contains NaN or infinity.")
+    if bad[2]:
+        raise ValueError(
+            f"y_score must hold probabilities for measure={measure!r}: values in [0, 1]"
+            + (" with rows summing to 1" if S.ndim == 2 else "")
+            + "; use measure='margin' or 'hinge' for decision values.")
+    return out
+
+
+def _encode(y_true, labels, n, n_columns, measure):
+    """Labels as int64 values plus a lookup table value -> column (-1: unknown).
+
+    Integer labels are looked up inside the kernel (no sort of y); other labels
+    are first encoded to their index in ``labels``.
+    """
+    empty_table = np.full(1, -1, dtype=np.intp)  # kernels read table[0]
+    if y_true is None:
+        if measure != "entropy":
+            raise ValueError(f"y_true is required for measure={measure!r}.")
+        return np.zeros(n, dtype=np.longlong), 0, empty_table
+    y = np.asarray(y_true)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y_true must have shape ({n},) to match y_score, got {y.shape}.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size != n_columns:
+            raise ValueError(f"labels must have {n_columns} entries, one per column of "
+                             f"y_score, got shape {labels.shape}.")
+        if np.unique(labels).size != labels.size:
+            raise ValueError("labels must be distinct.")
+    if y.dtype.kind in "iub" and (labels is None or labels.dtype.kind in "iub"):
+        y = y.astype(np.longlong, copy=False)
+        if n == 0:
+            return y, 0, empty_table
+        lo, hi = int(y.min()), int(y.max())
+        if labels is not None:
+            lo, hi = min(lo, int(labels.min())), max(hi, int(labels.max()))
+        if hi - lo < _MAX_TABLE:
+            if labels is None:
+                labels = np.flatnonzero(np.bincount(y - lo)) + lo
+                _check_n_labels(labels, n_columns)
+            table = np.full(hi - lo + 1, -1, dtype=np.intp)
+            table[labels.astype(np.int64) - lo] = np.arange(labels.size)
+            return y, lo, table
+    # general labels: encode by position in `labels`
+    if labels is None:
+        labels = np.unique(y)
+        _check_n_labels(labels, n_columns)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    pos = np.searchsorted(sorted_labels, y)
+    pos = np.minimum(pos, sorted_labels.size - 1)
+    found = sorted_labels[pos] == y
+    codes = np.where(found, order[pos], -1).astype(np.longlong)
+    # codes are already columns; an identity table (-1 stays unknown via offset)
+    return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp)
+
+
+def _check_n_labels(labels, n_columns):
+    if labels.size != n_columns:
+        raise ValueError(
+            f"y_true has {labels.size} distinct labels but y_score has {n_columns} "
+            "columns; pass labels (e.g. the estimator's classes_) to map them.")

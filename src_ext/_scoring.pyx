@@ -1,0 +1,256 @@
+"""Fused difficulty scores: one pass over each row, rows in parallel.
+
+The kernels map labels to columns, compute the measure and validate the scores
+in the same pass, so validation costs no second read of the data. They write
+into an output the caller allocated and return counts of invalid input:
+``bad[0]`` rows with a label outside the table, ``bad[1]`` rows with NaN/inf,
+``bad[2]`` rows with probabilities outside [0, 1] or not summing to 1 (only for
+the probability measures).
+"""
+from cython.parallel cimport prange
+from libc.math cimport log, fabs, INFINITY
+
+from _typedefs cimport intp_t, floating
+
+cdef enum:
+    MARGIN = 0
+    LOG_LOSS = 1
+    HINGE = 2
+    CONFIDENCE = 3
+    ENTROPY = 4
+
+MEASURES = {"margin": MARGIN, "log_loss": LOG_LOSS, "hinge": HINGE,
+            "confidence": CONFIDENCE, "entropy": ENTROPY}
+
+
+cdef inline double _xlogx(double p) noexcept nogil:
+    return p * log(p) if p > 0 else 0.0
+
+
+cdef enum:
+    # Rows scored together: the column loop runs over a block of rows, so the
+    # per-row reductions (max, sum) are independent chains the CPU overlaps,
+    # instead of one serial chain of dependent max operations per row.
+    ROWS = 64
+
+
+cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
+                             const long long* y, long long y_min, const intp_t* table,
+                             intp_t n_table, int measure, double eps,
+                             double sum_tol, floating* out) noexcept nogil:
+    """Score ``n_rows`` (<= ROWS) consecutive rows. Returns the invalid rows,
+    packed: unknown labels + (NaN/inf rows << 20) + (bad probability rows << 40).
+    Inlined with a constant ``measure``, so each loop specialises."""
+    cdef double z[ROWS]
+    cdef double total[ROWS]
+    cdef double lo[ROWS]
+    cdef double hi[ROWS]
+    cdef double acc[ROWS]
+    cdef intp_t col[ROWS]
+    cdef intp_t i, j
+    cdef long long t
+    cdef double x, v
+    cdef long long packed = 0
+    cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
+    for i in range(n_rows):
+        col[i] = 0
+        if measure != ENTROPY:
+            t = y[i] - y_min
+            col[i] = table[t] if 0 <= t < n_table else -1
+        z[i] = 0.0
+        total[i] = 0.0
+        lo[i] = 0.0
+        hi[i] = 1.0
+        acc[i] = 0.0
+    for j in range(C):
+        for i in range(n_rows):
+            x = S[i * C + j]
+            z[i] += x - x          # NaN unless every value is finite
+            if proba:
+                total[i] += x
+                lo[i] = x if x < lo[i] else lo[i]
+                hi[i] = x if x > hi[i] else hi[i]
+            if measure == ENTROPY:
+                acc[i] -= _xlogx(x)
+    for i in range(n_rows):
+        if col[i] < 0:
+            packed += 1
+            out[i] = 0
+            continue
+        if z[i] != 0:
+            packed += 1LL << 20
+            out[i] = 0
+            continue
+        if proba and (lo[i] < 0 or hi[i] > 1 or not fabs(total[i] - 1.0) <= sum_tol):
+            packed += 1LL << 40
+            out[i] = 0
+            continue
+        v = S[i * C + col[i]]
+        if measure == CONFIDENCE:
+            out[i] = <floating> (1.0 - v)
+        elif measure == LOG_LOSS:
+            v = eps if v < eps else v
+            v = 1.0 - eps if v > 1.0 - eps else v
+            out[i] = <floating> (-log(v))
+        else:
+            out[i] = <floating> acc[i]
+    return packed
+
+
+cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hinge,
+                                  floating* out) noexcept nogil:
+    """Margin (or hinge) of one row whose true column is c; 1 << 20 if not finite.
+
+    Two independent accumulators split the chain of dependent max operations;
+    the max over the other columns needs a second pass only when the true
+    class holds the row's maximum."""
+    cdef intp_t j
+    cdef floating x0, x1, b0 = -INFINITY, b1 = -INFINITY, z0 = 0, z1 = 0, best, v
+    j = 0
+    while j + 2 <= C:
+        x0 = r[j]
+        x1 = r[j + 1]
+        z0 += x0 - x0       # NaN unless every value is finite
+        z1 += x1 - x1
+        b0 = x0 if x0 > b0 else b0
+        b1 = x1 if x1 > b1 else b1
+        j += 2
+    if j < C:
+        x0 = r[j]
+        z0 += x0 - x0
+        b0 = x0 if x0 > b0 else b0
+    if z0 + z1 != 0:
+        out[0] = 0
+        return 1LL << 20
+    best = b0 if b0 > b1 else b1
+    v = r[c]
+    if not v < best:  # the true class holds the maximum: max over the others
+        b0 = -INFINITY
+        b1 = -INFINITY
+        for j in range(c):
+            x0 = r[j]
+            b0 = x0 if x0 > b0 else b0
+        for j in range(c + 1, C):
+            x1 = r[j]
+            b1 = x1 if x1 > b1 else b1
+        best = b0 if b0 > b1 else b1
+    v = v - best
+    if hinge:
+        out[0] = <floating> (1.0 - v if v < 1.0 else 0.0)
+    else:
+        out[0] = <floating> (-v)
+    return 0
+
+
+cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const long long* y,
+                            long long y_min, const intp_t* table, intp_t n_table,
+                            bint hinge, floating* out) noexcept nogil:
+    cdef intp_t i
+    cdef long long t, packed = 0
+    for i in range(n_rows):
+        t = y[i] - y_min
+        if t < 0 or t >= n_table or table[t] < 0:
+            out[i] = 0
+            packed += 1
+        else:
+            packed += _margin_row(&S[i * C], C, table[t], hinge, &out[i])
+    return packed
+
+
+cdef void _rows_measure(const floating[:, ::1] S, const long long[::1] y, long long y_min,
+                        const intp_t[::1] table, int measure, double eps, double sum_tol,
+                        floating[::1] out, long long* counts, int n_threads) noexcept nogil:
+    cdef intp_t n = S.shape[0]
+    cdef intp_t C = S.shape[1]
+    cdef intp_t n_table = table.shape[0]
+    cdef intp_t n_blocks = (n + ROWS - 1) // ROWS
+    cdef intp_t b, start, stop
+    cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed
+    for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+        start = b * ROWS
+        stop = start + ROWS if start + ROWS < n else n
+        if measure == MARGIN or measure == HINGE:
+            packed = _margin_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                                  n_table, measure == HINGE, &out[start])
+        elif measure == LOG_LOSS:
+            packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                            n_table, LOG_LOSS, eps, sum_tol, &out[start])
+        elif measure == CONFIDENCE:
+            packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                            n_table, CONFIDENCE, eps, sum_tol, &out[start])
+        else:
+            packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                            n_table, ENTROPY, eps, sum_tol, &out[start])
+        n_label += packed & 0xFFFFF
+        n_fin += (packed >> 20) & 0xFFFFF
+        n_prob += packed >> 40
+    counts[0] += n_label
+    counts[1] += n_fin
+    counts[2] += n_prob
+
+
+def difficulty_rows(const floating[:, ::1] S, const long long[::1] y, long long y_min,
+                    const intp_t[::1] table, int measure, double eps, double sum_tol,
+                    floating[::1] out, long long[::1] bad, int n_threads):
+    """Difficulty of every row of ``S`` (n, C); the column of row i's label is
+    ``table[y[i] - y_min]`` (-1: unknown). For entropy ``y`` and ``table`` are
+    unused (pass one-element arrays)."""
+    if S.shape[0] == 0 or S.shape[1] == 0:
+        return
+    with nogil:
+        _rows_measure(S, y, y_min, table, measure, eps, sum_tol, out, &bad[0], n_threads)
+
+
+def difficulty_binary(const floating[::1] f, const long long[::1] y, long long y_min,
+                      const intp_t[::1] table, int measure, double eps,
+                      floating[::1] out, long long[::1] bad, int n_threads):
+    """Binary scores, shape (n,): decision values for margin and hinge
+    (y+- = +1 for column 1), positive-class probabilities for the others."""
+    cdef intp_t n = f.shape[0]
+    cdef intp_t n_table = table.shape[0]
+    cdef intp_t i, c
+    cdef long long t
+    cdef double v, sgn, p
+    cdef long long n_label = 0, n_fin = 0, n_prob = 0
+    cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
+    if n == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            c = 1
+            if measure != ENTROPY:
+                t = y[i] - y_min
+                if t < 0 or t >= n_table or table[t] < 0:
+                    n_label += 1
+                    out[i] = 0
+                    continue
+                c = table[t]
+            v = f[i]
+            if not (v - v == 0):
+                n_fin += 1
+                out[i] = 0
+                continue
+            if proba and not (v >= 0 and v <= 1):
+                n_prob += 1
+                out[i] = 0
+                continue
+            sgn = 1.0 if c == 1 else -1.0
+            if measure == MARGIN:
+                out[i] = <floating> (-sgn * v)
+            elif measure == HINGE:
+                out[i] = <floating> (1.0 - sgn * v if sgn * v < 1.0 else 0.0)
+            else:
+                p = v if c == 1 else 1.0 - v  # probability of the true class
+                if measure == LOG_LOSS:
+                    if p < eps:
+                        p = eps
+                    if p > 1.0 - eps:
+                        p = 1.0 - eps
+                    out[i] = <floating> (-log(p))
+                elif measure == CONFIDENCE:
+                    out[i] = <floating> (1.0 - p)
+                else:
+                    out[i] = <floating> (-_xlogx(v) - _xlogx(1.0 - v))
+    bad[0] += n_label
+    bad[1] += n_fin
+    bad[2] += n_prob

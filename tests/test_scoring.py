@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.metrics import hinge_loss, log_loss
+from threadpoolctl import threadpool_limits
+
+import hnm
+from hnm import difficulty
+
+
+def reference(y_codes, S, measure):
+    """Plain numpy, float64 (log-loss clipped with the input dtype's epsilon)."""
+    eps = np.finfo(np.asarray(S).dtype if np.asarray(S).dtype.kind == "f" else float).eps
+    S = np.asarray(S, dtype=np.float64)
+    n = S.shape[0]
+    if S.ndim == 1:
+        sgn = np.where(y_codes == 1, 1.0, -1.0)
+        if measure == "margin":
+            return -sgn * S
+        if measure == "hinge":
+            return np.maximum(0, 1 - sgn * S)
+        P = np.column_stack([1 - S, S])
+    else:
+        P = S
+    if measure == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.where(P > 0, P * np.log(P), 0).sum(axis=1)
+    t = P[np.arange(n), y_codes]
+    if measure in ("margin", "hinge"):
+        other = P.copy()
+        other[np.arange(n), y_codes] = -np.inf
+        m = t - other.max(axis=1)
+        return -m if measure == "margin" else np.maximum(0, 1 - m)
+    if measure == "confidence":
+        return 1 - t
+    return -np.log(np.clip(t, eps, 1 - eps))
+
+
+def probabilities(n, C, dtype, seed):
+    rng = np.random.default_rng(seed)
+    P = rng.random((n, C)) ** 3
+    P /= P.sum(axis=1, keepdims=True)
+    return P.astype(dtype)
+
+
+@given(n=st.integers(0, 300), C=st.integers(2, 12),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
+def test_matrix_scores_match_reference(n, C, dtype, measure, data):
+    seed = data.draw(st.integers(0, 2**16))
+    P = probabilities(n, C, dtype, seed)
+    if data.draw(st.booleans()):
+        P[: n // 3] = P[: n // 3].round(1)  # ties between columns
+        P[: n // 3] /= P[: n // 3].sum(axis=1, keepdims=True)
+    y = np.random.default_rng(seed).integers(0, C, n)
+    chunk = data.draw(st.integers(1, 500))
+    threads = data.draw(st.sampled_from([1, 2]))
+    with threadpool_limits(threads, user_api="openmp"):
+        got = difficulty(y, P, measure=measure, labels=np.arange(C), chunk_size=chunk)
+    assert got.dtype == dtype and got.shape == (n,)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, reference(y, P, measure), rtol=tol, atol=tol)
+
+
+@given(n=st.integers(1, 200), measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
+def test_binary_vectors(n, measure, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    y = rng.integers(0, 2, n)
+    if measure in ("margin", "hinge"):
+        f = rng.standard_normal(n) * 3
+    else:
+        f = rng.random(n)
+    got = difficulty(y, f, measure=measure, labels=[0, 1])
+    np.testing.assert_allclose(got, reference(y, f, measure), rtol=1e-12, atol=1e-12)
+
+
+def test_log_loss_sums_to_sklearn(rng):
+    P = probabilities(500, 4, np.float64, 1)
+    y = rng.integers(0, 4, 500)
+    P[0, y[0]] = 0.0  # clipped, as scikit-learn clips
+    P[0] /= P[0].sum()
+    d = difficulty(y, P, measure="log_loss")
+    assert d.sum() == pytest.approx(log_loss(y, P, normalize=False), rel=1e-12)
+
+
+def test_hinge_matches_sklearn(rng):
+    f = rng.standard_normal(300)
+    y = rng.integers(0, 2, 300)
+    assert difficulty(y, f, measure="hinge").mean() == pytest.approx(hinge_loss(y, f))
+    D = rng.standard_normal((300, 3))
+    y3 = rng.integers(0, 3, 300)
+    assert difficulty(y3, D, measure="hinge").mean() == pytest.approx(hinge_loss(y3, D))
+
+
+def test_string_labels_and_label_order(rng):
+    P = probabilities(100, 3, np.float64, 2)
+    names = np.array(["ant", "bee", "cat"])
+    y = rng.integers(0, 3, 100)
+    expected = reference(y, P, "margin")
+    np.testing.assert_allclose(difficulty(names[y], P), expected)
+    # labels in column order, not sorted
+    perm = np.array([2, 0, 1])
+    np.testing.assert_allclose(difficulty(names[y], P[:, perm], labels=names[perm]), expected)
+    np.testing.assert_allclose(difficulty(y + 10, P[:, perm], labels=perm + 10), expected)
+    np.testing.assert_allclose(difficulty(y * 10**9, P), expected)  # sparse int labels
+
+
+def test_entropy_needs_no_labels(rng):
+    P = probabilities(50, 5, np.float64, 3)
+    np.testing.assert_allclose(difficulty(None, P, measure="entropy"),
+                               reference(None, P, "entropy"))
+
+
+@pytest.mark.parametrize("make", [
+    lambda P: np.asfortranarray(P),
+    lambda P: P.astype(np.float16).astype(np.float16),
+    lambda P: P.astype(">f8"),
+    lambda P: np.repeat(P, 2, axis=1)[:, ::2],
+])
+def test_layouts_and_dtypes(make, rng):
+    P = probabilities(1000, 4, np.float64, 4).round(3)
+    P[:, -1] = 1 - P[:, :-1].sum(axis=1)
+    P = np.clip(P, 0, 1)
+    X = make(P)
+    y = rng.integers(0, 4, 1000)
+    got = difficulty(y, X, measure="margin", chunk_size=77)
+    np.testing.assert_allclose(got, reference(y, np.asarray(X, dtype=np.float64), "margin"),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_memmap_is_read_in_place(as_memmap, rng):
+    P = probabilities(5000, 6, np.float32, 5)
+    y = rng.integers(0, 6, 5000)
+    mm = as_memmap(P)
+    np.testing.assert_array_equal(difficulty(y, mm, measure="log_loss", chunk_size=600),
+                                  difficulty(y, P, measure="log_loss"))
+    np.testing.assert_array_equal(np.asarray(mm), P)
+
+
+def test_inputs_are_not_modified(rng):
+    P = probabilities(200, 3, np.float64, 6)
+    y = rng.integers(0, 3, 200)
+    P0, y0 = P.copy(), y.copy()
+    for m in hnm.scoring.MEASURES:
+        difficulty(y, P, measure=m)
+    np.testing.assert_array_equal(P, P0)
+    np.testing.assert_array_equal(y, y0)
+
+
+@pytest.mark.parametrize("y, S, kwargs, exc, match", [
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(measure="f1"), ValueError, "measure must be one"),
+    ([0, 3], [[0.5, 0.5], [0.2, 0.8]], dict(labels=[0, 1]), ValueError, "not in labels"),
+    (["a", "z"], [[0.5, 0.5], [0.2, 0.8]], dict(labels=["a", "b"]), ValueError,
+     "not in labels"),
+    ([0, 1, 2], [[0.5, 0.5], [0.2, 0.8], [1.0, 0.0]], {}, ValueError, "3 distinct labels"),
+    ([0, 1], [[0.5, 0.5]], {}, ValueError, "y_true must have shape \\(1,\\)"),
+    ([0, 1], [[0.5, np.nan], [0.2, 0.8]], {}, ValueError, "NaN or infinity"),
+    ([0, 1], [[0.5, np.inf], [0.2, 0.8]], {}, ValueError, "NaN or infinity"),
+    ([0, 1], [[1.5, -0.5], [0.2, 0.8]], dict(measure="log_loss"), ValueError,
+     "probabilities"),
+    ([0, 1], [[0.6, 0.6], [0.2, 0.8]], dict(measure="confidence"), ValueError,
+     "summing to 1"),
+    ([0, 1], [1.5, 0.2], dict(measure="log_loss"), ValueError, "probabilities"),
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(labels=[0, 1, 2]), ValueError,
+     "labels must have 2"),
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(labels=[0, 0]), ValueError, "distinct"),
+    (None, [[0.5, 0.5]], {}, ValueError, "y_true is required"),
+    ([0, 1], [[1j, 0], [0, 1]], {}, TypeError, "real"),
+    ([0, 1], np.ones((2, 2, 2)), {}, ValueError, "at most 2-D"),
+    ([0], [[1.0]], {}, ValueError, "at least 2 columns"),
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(chunk_size=0), ValueError, "chunk_size"),
+])
+def test_bad_input_names_the_argument(y, S, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        difficulty(y, np.asarray(S), **kwargs)
+
+
+def test_single_label_needs_labels():
+    with pytest.raises(ValueError, match="distinct labels"):
+        difficulty([1, 1], np.array([0.3, -0.2]))
+    np.testing.assert_allclose(difficulty([1, 1], np.array([0.3, -0.2]), labels=[0, 1]),
+                               [-0.3, 0.2])
