@@ -1,0 +1,37 @@
+"""scikit-learn's (and, for samplers, imbalanced-learn's) estimator checks.
+
+Expected failures, with the reason each is expected, live in one table here.
+"""
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hnm import HardMiningClassifier
+
+ESTIMATORS = [
+    HardMiningClassifier(LogisticRegression(max_iter=1000), n_rounds=2, random_state=0),
+    HardMiningClassifier(LogisticRegression(max_iter=1000), n_rounds=1, weighting="softmax",
+                         random_state=0),
+]
+
+# check name -> why it cannot pass for this estimator
+EXPECTED_FAILURES = {
+    HardMiningClassifier: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "mining draws a random subset of the rows present and ranks (or, with weighting, "
+            "normalises) difficulty over them: a repeated row is drawn and counted as two "
+            "rows, so a weight of 2 cannot be equivalent to it"
+        ),
+        "check_sample_weight_equivalence_on_sparse_data": (
+            "as on dense data: the subset and the normalisation depend on the rows present"
+        ),
+    },
+}
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILURES.get(type(estimator), {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

@@ -1,0 +1,264 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from hnm import HardMiningClassifier
+
+FITS = []  # rows each RowRecorder was trained on, in order
+
+
+class RowRecorder(ClassifierMixin, BaseEstimator):
+    """A stand-in model whose scores are known: column 0 of X is p(class 1).
+
+    Column 1 holds the row id, so the test can see which rows every round
+    trained on.
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.unique(y)
+        FITS.append((np.asarray(X)[:, 1].astype(int), sample_weight))
+        return self
+
+    def predict_proba(self, X):
+        p = np.asarray(X)[:, 0]
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0] > 0.5).astype(int)
+
+
+@pytest.fixture
+def known():
+    """400 negatives with p(positive) = a permutation of a grid, 40 positives."""
+    rng = np.random.default_rng(1)
+    n_neg, n_pos = 400, 40
+    p = np.concatenate([rng.permutation(np.linspace(0.0, 0.99, n_neg)), np.full(n_pos, 0.9)])
+    y = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
+    X = np.column_stack([p, np.arange(p.size)])
+    FITS.clear()
+    return X, y, p
+
+
+def test_each_round_adds_the_hardest_uncached_negatives(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=2, initial_fraction=0.5,
+                               noise_fraction=0.0, random_state=0).fit(X, y)
+    assert [h["n_negatives"] for h in clf.history_] == [20, 30, 40]
+    assert [h["n_added"] for h in clf.history_] == [20, 10, 10]
+    cached = set(FITS[0][0][y[FITS[0][0]] == 0])
+    for r in (1, 2):
+        rows = FITS[r][0]
+        assert set(np.flatnonzero(y == 1)) <= set(rows)
+        added = set(rows[y[rows] == 0]) - cached
+        remaining = np.array(sorted(set(np.flatnonzero(y == 0)) - cached))
+        expected = remaining[np.argsort(-p[remaining], kind="stable")[:10]]
+        assert added == set(expected)
+        cached |= added
+    np.testing.assert_array_equal(np.sort(clf.negative_indices_), sorted(cached))
+
+
+def test_noise_guard_and_band_skip_the_very_hardest(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=1, initial_fraction=0.5,
+                               noise_fraction=0.1, skip=5, random_state=0).fit(X, y)
+    initial = set(FITS[0][0][y[FITS[0][0]] == 0])
+    rows = FITS[1][0]
+    added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
+    remaining = np.array(sorted(set(np.flatnonzero(y == 0)) - initial))
+    ranked = remaining[np.argsort(-p[remaining], kind="stable")]
+    n_noise = int(0.1 * remaining.size)
+    assert set(added) == set(ranked[n_noise + 5:n_noise + 5 + 20])
+    assert clf.history_[1]["n_added"] == 20
+
+
+def test_cache_is_bounded_and_evicts_the_easiest(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=3, max_negatives=30,
+                               initial_fraction=1.0, random_state=0).fit(X, y)
+    assert all(h["n_negatives"] == 30 for h in clf.history_)
+    assert [h["n_evicted"] for h in clf.history_[1:]] == [1, 1, 1]
+    # the 30 kept negatives end up at least as hard as the initial random ones
+    initial = FITS[0][0][y[FITS[0][0]] == 0]
+    assert p[clf.negative_indices_].mean() > p[initial].mean()
+
+
+def test_hard_threshold_stops_when_nothing_is_hard(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=5, max_negatives=200,
+                               hard_threshold=10.0, random_state=0).fit(X, y)
+    assert len(clf.history_) == 2 and clf.history_[-1]["n_added"] == 0
+
+
+def test_easy_blend_shares_the_round_budget(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=1, easy_ratio=1.0, initial_fraction=0.5,
+                               noise_fraction=0.0, random_state=0).fit(X, y)
+    assert clf.history_[1]["n_added"] == 20
+    initial = set(FITS[0][0][y[FITS[0][0]] == 0])
+    rows = FITS[1][0]
+    added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
+    remaining = np.array(sorted(set(np.flatnonzero(y == 0)) - initial))
+    top10 = remaining[np.argsort(-p[remaining], kind="stable")[:10]]
+    assert set(top10) <= set(added)
+    assert p[np.setdiff1d(added, top10)].mean() < p[top10].min()
+
+
+def test_semi_hard_takes_correct_examples_within_the_margin(known):
+    X, y, p = known
+    HardMiningClassifier(RowRecorder(), n_rounds=1, selection="semi_hard",
+                         semi_hard_margin=0.2, random_state=0).fit(X, y)
+    initial = set(FITS[0][0][y[FITS[0][0]] == 0])
+    rows = FITS[1][0]
+    added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
+    margins = (1 - p[added]) - p[added]
+    assert added.size and np.all((margins > 0) & (margins <= 0.2 + 1e-12))
+
+
+def test_curriculum_starts_easy(known):
+    X, y, p = known
+    HardMiningClassifier(RowRecorder(), n_rounds=3, schedule="curriculum",
+                         random_state=0).fit(X, y)
+    initial = set(FITS[0][0][y[FITS[0][0]] == 0])
+    rows = FITS[1][0]
+    added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
+    assert p[added].max() < 0.5  # round 1 draws from the easiest quarter's top
+
+
+def test_weighting_keeps_everything_and_upweights_hard_negatives(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=2, weighting="power",
+                               measure="confidence", gamma=2.0).fit(X, y)
+    assert all(rows.size == y.size for rows, _ in FITS)
+    w = clf.sample_weight_
+    neg = y == 0
+    assert w[neg].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(w[neg], p[neg] ** 2 / np.mean(p[neg] ** 2))
+    np.testing.assert_array_equal(w[~neg], 1.0)
+
+
+def test_n_rounds_zero_is_the_random_negatives_baseline(known):
+    X, y, _ = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=0, initial_fraction=1.0,
+                               random_state=0).fit(X, y)
+    assert len(FITS) == 1 and clf.history_[0]["n_negatives"] == 40
+
+
+def test_real_model_history_and_validation():
+    X, y = make_classification(3000, n_features=10, weights=[0.9], flip_y=0.0, random_state=0)
+    clf = HardMiningClassifier(LogisticRegression(), n_rounds=3, validation_fraction=0.25,
+                               random_state=0).fit(X, y)
+    assert len(clf.history_) == 4
+    assert all(0 <= h["validation_score"] <= 1 for h in clf.history_)
+    assert clf.history_[1]["n_misclassified"] >= 0
+    assert clf.history_[1]["difficulty_max"] >= clf.history_[1]["difficulty_median"]
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    assert clf.predict_proba(X[:5]).shape == (5, 2)
+    assert clf.score(X, y) > 0.8
+
+
+def test_multiclass_and_string_labels():
+    X, y = make_classification(1500, n_features=8, n_informative=5, n_classes=3,
+                               weights=[0.7, 0.2, 0.1], random_state=0)
+    labels = np.array(["bird", "cat", "dog"])[y]
+    clf = HardMiningClassifier(LogisticRegression(max_iter=500), n_rounds=2,
+                               random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(clf.negative_classes_, ["bird"])
+    assert set(clf.predict(X)) <= set(labels)
+    clf2 = HardMiningClassifier(LogisticRegression(max_iter=500), n_rounds=1,
+                                negative_classes=["bird", "cat"], random_state=0).fit(X, labels)
+    assert set(labels[clf2.negative_indices_]) == {"bird", "cat"}
+
+
+def test_decision_function_only_estimator():
+    X, y = make_classification(800, weights=[0.85], random_state=0)
+    clf = HardMiningClassifier(LinearSVC(), n_rounds=2, measure="hinge", random_state=0)
+    clf.fit(X, y)
+    assert not hasattr(clf, "predict_proba")
+    assert clf.decision_function(X[:4]).shape == (4,)
+
+
+def test_reproducible_with_random_state():
+    X, y = make_classification(1000, weights=[0.9], random_state=0)
+    a = HardMiningClassifier(n_rounds=2, selection="sample", random_state=3).fit(X, y)
+    b = HardMiningClassifier(n_rounds=2, selection="sample", random_state=3).fit(X, y)
+    np.testing.assert_array_equal(a.negative_indices_, b.negative_indices_)
+
+
+def test_memmap_input_and_sample_weight(tmp_path):
+    X, y = make_classification(1000, weights=[0.9], random_state=0)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    Xm = np.load(path, mmap_mode="r")
+    sw = np.random.default_rng(0).uniform(0.5, 2, size=y.size)
+    clf = HardMiningClassifier(n_rounds=2, chunk_size=97, random_state=0)
+    clf.fit(Xm, y, sample_weight=sw)
+    ref = HardMiningClassifier(n_rounds=2, random_state=0).fit(X, y, sample_weight=sw)
+    np.testing.assert_array_equal(clf.negative_indices_, ref.negative_indices_)
+
+
+def test_in_pipeline_grid_search_cross_val_and_pickle():
+    X, y = make_classification(1200, weights=[0.9], random_state=0)
+    pipe = make_pipeline(StandardScaler(), HardMiningClassifier(n_rounds=1, random_state=0))
+    grid = GridSearchCV(pipe, {"hardminingclassifier__selection": ["hardest", "sample"]},
+                        cv=3, scoring="average_precision").fit(X, y)
+    assert grid.best_params_["hardminingclassifier__selection"] in ("hardest", "sample")
+    scores = cross_val_score(HardMiningClassifier(n_rounds=1, random_state=0), X, y, cv=3)
+    assert scores.shape == (3,)
+    clf = pickle.loads(pickle.dumps(grid.best_estimator_))
+    np.testing.assert_array_equal(clf.predict(X), grid.best_estimator_.predict(X))
+
+
+def test_progress_bar(capsys):
+    X, y = make_classification(500, weights=[0.9], random_state=0)
+    HardMiningClassifier(n_rounds=2, progress=True, random_state=0).fit(X, y)
+    assert "hard mining" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, fit_kwargs, exc, match", [
+    (dict(negative_classes=[7]), {}, ValueError, "negative_classes \\[7\\] are not classes"),
+    (dict(negative_classes=[0, 1]), {}, ValueError, "at least one positive"),
+    (dict(selection="semi_hard", measure="log_loss"), {}, ValueError, "needs measure='margin'"),
+    (dict(weighting="power"), {}, ValueError, "weighting='power' needs non-negative"),
+    (dict(estimator=SGDClassifier(), weighting="softmax"), {}, None, None),
+    (dict(n_rounds=-1), {}, ValueError, "n_rounds"),
+    (dict(selection="top"), {}, ValueError, "selection"),
+    (dict(max_negatives=0), {}, ValueError, "max_negatives"),
+    (dict(max_negatives=1.5), {}, ValueError, "max_negatives"),
+    (dict(temperature=0), {}, ValueError, "temperature"),
+])
+def test_bad_parameters(kwargs, fit_kwargs, exc, match):
+    X, y = make_classification(300, weights=[0.8], random_state=0)
+    clf = HardMiningClassifier(**kwargs)
+    if exc is None:
+        clf.fit(X, y, **fit_kwargs)
+        return
+    with pytest.raises(exc, match=match):
+        clf.fit(X, y, **fit_kwargs)
+
+
+def test_single_class_and_estimator_without_sample_weight():
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    with pytest.raises(ValueError, match="only one class"):
+        HardMiningClassifier().fit(X, np.zeros(20))
+
+    class NoWeights(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict_proba(self, X):
+            return np.full((len(X), 2), 0.5)
+
+    y = np.r_[np.zeros(15), np.ones(5)]
+    with pytest.raises(ValueError, match="does not accept sample_weight"):
+        HardMiningClassifier(NoWeights(), weighting="softmax").fit(X, y)
+    with pytest.raises(ValueError, match="does not accept sample_weight"):
+        HardMiningClassifier(NoWeights()).fit(X, y, sample_weight=np.ones(20))
