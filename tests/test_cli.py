@@ -1,36 +1,76 @@
+"""The hnm command end to end, in a subprocess, as a user runs it."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from hnm.cli import main
+import hnm as _hnm
+
+# the hnm that the tests import, wherever it is (installed, or a source tree)
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(_hnm.__file__)))
 
 
-def test_demo_lists_the_hardest_examples(capsys):
-    assert main(["demo", "--top", "5"]) == 0
-    out = capsys.readouterr().out
-    assert "breast_cancer" in out and "the 5 hardest" in out
-    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
-    losses = [float(line.split()[-1]) for line in rows]
-    assert len(losses) == 5 and losses == sorted(losses, reverse=True)
+def hnm(*args, cwd=None):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=PACKAGE_PARENT)
+    return subprocess.run([sys.executable, "-m", "hnm", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
 
 
-def test_topk_reads_a_npy_file(tmp_path, capsys):
+def test_demo_prints_the_comparison_and_writes_a_figure(tmp_path):
+    run = hnm("demo", "--quick", "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    for method in ("random negatives", "hard negatives", "hard + easy blend"):
+        assert method in run.stdout
+    assert "hard: accuracy" in run.stdout and "band: accuracy" in run.stdout
+    assert (tmp_path / "hnm_demo.png").stat().st_size > 10_000
+    assert str(tmp_path / "hnm_demo.png") in run.stdout
+
+
+def test_topk_on_a_npy_file(tmp_path):
     scores = np.array([0.3, 5.0, -1.0, 5.0, 2.0])
-    path = tmp_path / "scores.npy"
-    np.save(path, scores)
-    assert main(["topk", str(path), "-k", "3"]) == 0
-    lines = capsys.readouterr().out.split()
-    assert lines[::2] == ["1", "3", "4"]
-    out = tmp_path / "out.npz"
-    assert main(["topk", str(path), "--band", "1", "3", "--smallest", "-o", str(out)]) == 0
-    saved = np.load(out)
-    np.testing.assert_array_equal(saved["indices"], [0, 4])
+    np.save(tmp_path / "s.npy", scores)
+    run = hnm("topk", tmp_path / "s.npy", "-k", 3)
+    assert run.returncode == 0, run.stderr
+    assert [line.split("\t")[0] for line in run.stdout.split("\n") if line] == ["1", "3", "4"]
+    run = hnm("topk", tmp_path / "s.npy", "--band", 1, 3, "--smallest", "-o", tmp_path / "o.csv")
+    assert run.returncode == 0, run.stderr
+    rows = np.loadtxt(tmp_path / "o.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(rows[:, 0], [0, 4])
+    assert open(tmp_path / "o.csv").readline().strip() == "index,value"
 
 
-def test_errors_are_reported_not_raised(tmp_path, capsys):
-    path = tmp_path / "scores.npy"
-    np.save(path, np.arange(3.0))
-    assert main(["topk", str(path), "-k", "10"]) == 2
-    assert "k=10 is larger" in capsys.readouterr().err
-    assert main(["topk", str(tmp_path / "missing.npy")]) == 2
-    with pytest.raises(SystemExit):
-        main(["demo", "--dataset", "nope"])
+def test_score_writes_difficulty(tmp_path):
+    P = np.array([[0.9, 0.1], [0.3, 0.7]])
+    np.save(tmp_path / "y.npy", np.array([0, 0]))
+    np.save(tmp_path / "p.npy", P)
+    run = hnm("score", tmp_path / "y.npy", tmp_path / "p.npy", "--labels", 0, 1,
+              "-o", tmp_path / "d.npy")
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), [-0.8, 0.4])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["topk", "missing.npy"], "no such file"),
+    (["topk", "bad.npy"], "cannot read"),
+    (["topk", "s.npy", "-k", 10], "k=10 is larger"),
+    (["topk", "c.npy"], "real"),
+    (["topk", "s.npy", "-k", 2, "-o", "out.txt"], "must end in .npy, .npz or .csv"),
+    (["score", "y.npy", "s.npy"], "y_true must have shape"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+    np.save(tmp_path / "s.npy", np.arange(3.0))
+    np.save(tmp_path / "c.npy", np.array([1j, 2j]))
+    np.save(tmp_path / "y.npy", np.arange(5))
+    (tmp_path / "bad.npy").write_text("not numpy")
+    run = hnm(*args, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_help_has_an_example_for_every_command():
+    for command in ("demo", "topk", "score", "mine"):
+        run = hnm(command, "--help")
+        assert run.returncode == 0 and f"hnm {command}" in run.stdout.split("example:")[1]
