@@ -13,6 +13,8 @@ The package has three layers, each built only on the one below it:
 from .selection import TopK, topk
 from .scoring import difficulty
 from .mining import HardMiningClassifier
+from .pairs import PairResult, search_hard_pairs
+from .retrieval import MinedNegatives, mine_hard_negatives
 
 __version__ = "0.1.0.dev0"
 
@@ -21,4 +23,8 @@ __all__ = [
     "topk",
     "difficulty",
     "HardMiningClassifier",
+    "PairResult",
+    "search_hard_pairs",
+    "MinedNegatives",
+    "mine_hard_negatives",
 ]

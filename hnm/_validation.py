@@ -19,6 +19,7 @@ __all__ = [
     "check_fraction",
     "check_positive_real",
     "check_finite_1d",
+    "as_csr",
 ]
 
 # float64 represents every integer up to 2**53 exactly; larger int64/uint64
@@ -145,3 +146,41 @@ def check_finite_1d(a, name):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity.")
     return arr
+
+
+def as_csr(ids, n_rows, n_cols, name):
+    """Per-row id sets given as a 1-D int array (one id per row), a list of
+    arrays or an ``(indptr, indices)`` pair; returned as CSR ``(indptr, indices)``
+    with ids checked to lie in ``[0, n_cols)``."""
+    if isinstance(ids, tuple) and len(ids) == 2 and not np.isscalar(ids[0]):
+        indptr = np.asarray(ids[0])
+        indices = np.asarray(ids[1])
+        if indptr.ndim != 1 or indptr.size != n_rows + 1 or indices.ndim != 1:
+            raise ValueError(f"{name} as (indptr, indices) needs indptr of length {n_rows + 1}.")
+        if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != indices.size:
+            raise ValueError(f"{name} indptr must start at 0, not decrease and end at "
+                             "len(indices).")
+    else:
+        if isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind in "iu":
+            indptr = np.arange(n_rows + 1)
+            indices = ids
+            if ids.size != n_rows:
+                raise ValueError(f"{name} must have one id per query ({n_rows}), got {ids.size}.")
+        else:
+            rows = list(ids)
+            if len(rows) != n_rows:
+                raise ValueError(f"{name} must have one entry per query ({n_rows}), "
+                                 f"got {len(rows)}.")
+            rows = [np.atleast_1d(np.asarray(r)) for r in rows]
+            rows = [r.astype(np.intp) if r.size == 0 else r.ravel() for r in rows]
+            lengths = np.array([r.size for r in rows], dtype=np.intp)
+            indptr = np.concatenate([[0], np.cumsum(lengths)])
+            indices = np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
+            if indices.size == 0:
+                indices = indices.astype(np.intp)
+    if indices.size and indices.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer candidate ids.")
+    indices = indices.astype(np.intp, copy=False)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{name} ids must lie in [0, {n_cols}).")
+    return indptr.astype(np.intp, copy=False), indices

@@ -1,0 +1,210 @@
+"""Exact nearest-candidate search for hard pairs, streaming the candidates."""
+from collections import namedtuple
+import math
+import numbers
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import _pairs
+from ._openmp_helpers import openmp_max_threads
+from ._progress import progress_bar
+from ._validation import as_csr, check_int, check_option, check_real_array
+from .selection import _check_k_band
+
+__all__ = ["PairResult", "search_hard_pairs"]
+
+PairResult = namedtuple("PairResult", ["scores", "indices"])
+PairResult.__doc__ = """Result of :func:`search_hard_pairs`: ``scores`` and candidate
+``indices`` of shape (n_queries, k), best first."""
+
+# Query rows per GEMM and candidates per GEMM: a 256 x 2048 float32 tile is 2 MiB
+# per thread, large enough for BLAS to run near peak, small enough for cache.
+DEFAULT_QUERY_BLOCK = 256
+DEFAULT_CANDIDATE_BLOCK = 2048
+# Candidates per kernel call (a multiple of the block): bounds the memory of
+# converted blocks and lets progress bars and Ctrl-C in between calls.
+_CALL_BLOCKS = 32
+
+
+def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
+                      exclude_self=False, band=None, max_score=None, query_labels=None,
+                      candidate_labels=None, n_jobs=None, block_size=None, progress=False):
+    """For every query, the ``k`` closest candidates, exactly, in bounded memory.
+
+    Candidates are streamed in blocks: each block is scored against blocks of
+    queries with one BLAS GEMM, and a bounded heap per query keeps the best
+    ``k`` (ties by the smaller candidate index), screening out almost every
+    score with one comparison. Memory depends on the block sizes and ``k``, not
+    on the number of candidates, so ``candidates`` can be an ``np.memmap`` of
+    any size. The result is identical for every block size and thread count,
+    except where two scores are equal within floating-point rounding.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, dim)
+    candidates : array-like of shape (n_candidates, dim)
+        float32 and float64 C-contiguous arrays are read in place; other real
+        dtypes and layouts are converted one block at a time. If the two dtypes
+        differ, both are computed in the wider one.
+    k : int, optional
+        Candidates per query, ``1 <= k <= n_candidates``; or give ``band``.
+    metric : {"cosine", "ip", "l2"}, default="cosine"
+        "ip": inner product, larger is closer. "cosine": cosine similarity,
+        computed from norms without normalising or copying the candidates (a
+        zero vector has similarity 0 with everything). "l2": squared Euclidean
+        distance via norms and the GEMM, clamped at 0, smaller is closer.
+    exclude : list of array-like or (indptr, indices), optional
+        Per query, candidate ids never to return (e.g. its known positives).
+    exclude_self : bool, default=False
+        Query ``i`` never returns candidate ``i`` (queries are the candidates).
+    band : (int, int or None), optional
+        Ranks ``start .. stop-1`` instead of the top ``k``, as :func:`hnm.topk`.
+    max_score : float or array-like of shape (n_queries,), optional
+        Skip candidates closer than this (per query if an array): similarity
+        above it for "ip"/"cosine", squared distance *below* it for "l2". The
+        false-negative guard of hard negative mining.
+    query_labels, candidate_labels : array-like, optional
+        If both are given, only candidates whose label differs from the
+        query's are returned.
+    n_jobs : int, optional
+        Threads (default: all OpenMP threads).
+    block_size : int, optional
+        Candidates per GEMM (default 2048).
+    progress : bool, default=False
+        Show a progress bar over the candidates.
+
+    Returns
+    -------
+    PairResult
+        ``(scores, indices)``, each of shape (n_queries, k), closest first.
+        A query with fewer than ``k`` eligible candidates is padded with index
+        -1 and score -inf ("ip", "cosine") or +inf ("l2").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hnm
+    >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]])
+    >>> result = hnm.search_hard_pairs(np.array([[1.0, 0.1]]), corpus, 2)
+    >>> result.indices
+    array([[0, 2]])
+    >>> hnm.search_hard_pairs(corpus, corpus, 1, metric="l2", exclude_self=True).indices.ravel()
+    array([2, 2, 0, 1])
+    """
+    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
+    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
+    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
+    if Q.shape[1] != C.shape[1]:
+        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
+                         f"{C.shape[1]}.")
+    if Q.shape[1] == 0:
+        raise ValueError("queries and candidates need at least one dimension.")
+    n_q, n_c = Q.shape[0], C.shape[0]
+    start, stop = _check_k_band(k, band, n_c)
+    if not isinstance(exclude_self, (bool, np.bool_)):
+        raise TypeError(f"exclude_self must be a bool, got {exclude_self!r}.")
+    if exclude_self and n_q > n_c:
+        raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
+    n_threads = openmp_max_threads() if n_jobs is None else check_int(n_jobs, "n_jobs",
+                                                                        min_value=1)
+    c_block = check_int(block_size, "block_size", min_value=1, allow_none=True)
+    c_block = c_block or DEFAULT_CANDIDATE_BLOCK
+
+    dtype = np.result_type(np.float32, *(a.dtype for a in (Q, C) if a.dtype.kind == "f"))
+    if dtype.itemsize > 8:
+        raise TypeError(f"dtype {dtype} is not supported: convert to float64 first.")
+    Qw = np.ascontiguousarray(Q, dtype=dtype)
+    if not np.isfinite(Qw).all():
+        raise ValueError("queries contain NaN or infinity.")
+    metric_code = _pairs.METRICS[metric]
+    q_scale = np.empty(n_q, dtype=dtype)
+    _pairs.candidate_scales(Qw, metric_code, q_scale)
+    cap = _per_query(max_score, n_q, dtype)
+    if metric == "l2" and max_score is not None:
+        cap = -cap  # keys are minus distances: "closer than d" is "key above -d"
+    ex_ptr, ex_idx = _exclusions(exclude, n_q, n_c)
+    q_lab, c_lab = _labels(query_labels, candidate_labels, n_q, n_c)
+
+    keys = np.empty((n_q, stop), dtype=dtype)
+    idx = np.empty((n_q, stop), dtype=np.intp)
+    sizes = np.zeros(n_q, dtype=np.intp)
+    q_block = max(1, min(DEFAULT_QUERY_BLOCK, math.ceil(n_q / n_threads)))
+    threads = max(1, min(n_threads, math.ceil(n_q / q_block)))
+    work = np.empty((threads, q_block * c_block), dtype=dtype)
+    span = c_block * _CALL_BLOCKS
+    native = C.dtype == dtype and C.flags.c_contiguous
+    n_nan = 0
+    # BLAS runs inside our threads: one BLAS thread each, or they oversubscribe
+    with threadpool_limits(1, user_api="blas"), \
+            progress_bar(progress, n_c, "search_hard_pairs", "candidates") as bar:
+        for c0 in range(0, n_c, span):
+            block = C[c0:c0 + span]
+            if not native:
+                block = np.ascontiguousarray(block, dtype=dtype)
+            c_scale = np.empty(block.shape[0], dtype=dtype)
+            if not _pairs.candidate_scales(block, metric_code, c_scale):
+                raise ValueError("candidates contain NaN or infinity.")
+            labels = c_lab[c0:c0 + span] if c_lab is not None else _NO_LABELS
+            n_nan += _pairs.search_update(
+                Qw, q_scale, block, c_scale, c0, metric_code, cap, ex_ptr, ex_idx,
+                bool(exclude_self), q_lab, labels, keys, idx, sizes, q_block, c_block, work,
+                threads)
+            bar.update(block.shape[0])
+    if n_nan:
+        raise ValueError("candidates or queries produce NaN scores (NaN or infinity in "
+                         "the embeddings, or values too large for the dtype).")
+    # heaps -> sorted rows, best first (ties by smaller index), padded
+    valid = np.arange(stop) < sizes[:, None]
+    keys = np.where(valid, keys, -np.inf)
+    idx = np.where(valid, idx, np.iinfo(np.intp).max)
+    order = np.lexsort((idx, -keys), axis=1)
+    keys = np.take_along_axis(keys, order, axis=1)[:, start:]
+    idx = np.take_along_axis(idx, order, axis=1)[:, start:]
+    pad = idx == np.iinfo(np.intp).max
+    idx[pad] = -1
+    scores = -keys if metric == "l2" else keys
+    return PairResult(scores, idx)
+
+
+_NO_LABELS = np.zeros(0, dtype=np.intp)
+
+
+def _per_query(value, n_q, dtype):
+    if value is None:
+        return np.full(n_q, np.inf, dtype=dtype)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if np.isnan(value):
+            raise ValueError("max_score must not be NaN.")
+        return np.full(n_q, value, dtype=dtype)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf" or arr.shape != (n_q,):
+        raise ValueError(f"max_score must be a number or an array of shape ({n_q},).")
+    if np.isnan(arr).any():
+        raise ValueError("max_score must not be NaN.")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _exclusions(exclude, n_q, n_c):
+    """CSR (indptr, ids sorted per row); a dummy id keeps the kernel's pointer valid."""
+    if exclude is None:
+        return np.zeros(n_q + 1, dtype=np.intp), np.zeros(1, dtype=np.intp)
+    indptr, ids = as_csr(exclude, n_q, n_c, "exclude")
+    row = np.repeat(np.arange(n_q), np.diff(indptr))
+    ids = ids[np.lexsort((ids, row))]  # the kernel binary-searches each row
+    return indptr, np.concatenate([ids, [0]]).astype(np.intp)
+
+
+def _labels(query_labels, candidate_labels, n_q, n_c):
+    if query_labels is None and candidate_labels is None:
+        return np.full(n_q, -1, dtype=np.intp), None
+    if query_labels is None or candidate_labels is None:
+        raise ValueError("Pass both query_labels and candidate_labels, or neither.")
+    ql = np.asarray(query_labels)
+    cl = np.asarray(candidate_labels)
+    if ql.shape != (n_q,) or cl.shape != (n_c,):
+        raise ValueError(f"query_labels must have shape ({n_q},) and candidate_labels "
+                         f"({n_c},); got {ql.shape} and {cl.shape}.")
+    uniq, codes = np.unique(np.concatenate([ql, cl]), return_inverse=True)
+    codes = codes.astype(np.intp)
+    return codes[:n_q], codes[n_q:]

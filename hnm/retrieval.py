@@ -1,0 +1,405 @@
+"""Hard negatives for embedding retrieval: (query, positive, negative) triplets.
+
+Built on :func:`hnm.search_hard_pairs`, which streams the corpus in blocks, so the
+query x corpus score matrix is never materialised and a memory-mapped corpus of
+any size works.
+"""
+from dataclasses import dataclass, field
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._validation import (
+    as_csr,
+    check_fraction,
+    check_int,
+    check_option,
+    check_positive_real,
+    check_real_array,
+)
+from .pairs import search_hard_pairs
+
+__all__ = ["MinedNegatives", "mine_hard_negatives"]
+
+
+@dataclass
+class MinedNegatives:
+    """Result of :func:`mine_hard_negatives`.
+
+    With ``output="triplets"`` every attribute below is an array with one
+    entry per (query, positive, negative) row; with ``output="ntuple"``,
+    ``negative``, ``score``, ``is_hard`` and ``rank`` have one column per
+    negative (shape (n_rows, n_negatives)).
+
+    Attributes
+    ----------
+    query : ndarray of int
+        Query row.
+    positive : ndarray of int
+        Candidate id of the positive (the query's row when positives were given
+        as embeddings).
+    negative : ndarray of int
+        Candidate id of the negative.
+    score : ndarray of float
+        Query-negative similarity (for ``metric="l2"``: minus the squared
+        distance, so that higher is always closer).
+    positive_score : ndarray of float
+        Query-positive similarity of the row's positive.
+    is_hard : ndarray of bool
+        True for mined negatives, False for the random ones of ``easy_ratio``.
+    rank : ndarray of int
+        Rank of a hard negative among the query's surviving candidates
+        (0 = closest), -1 for random ones.
+    summary : dict
+        Counts and score statistics, for logging.
+    """
+
+    query: np.ndarray
+    positive: np.ndarray
+    negative: np.ndarray
+    score: np.ndarray
+    positive_score: np.ndarray
+    is_hard: np.ndarray
+    rank: np.ndarray
+    summary: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return int(self.query.shape[0])
+
+
+def _similarity(queries, vectors, metric):
+    """Row-wise similarity of queries[i] and vectors[i] (higher is closer)."""
+    q = queries.astype(np.float64)
+    v = vectors.astype(np.float64)
+    if metric == "ip":
+        return np.einsum("ij,ij->i", q, v)
+    if metric == "cosine":
+        qn = np.linalg.norm(q, axis=1)
+        vn = np.linalg.norm(v, axis=1)
+        denom = qn * vn
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, np.einsum("ij,ij->i", q, v) / denom, 0.0)
+    return -np.einsum("ij,ij->i", q - v, q - v)  # l2: minus the squared distance
+
+
+def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
+                        absolute_margin=None, relative_margin=None, max_score=None,
+                        min_score=None, sampling="top", easy_ratio=0.0, exclude=None,
+                        output="triplets", metric="cosine", random_state=None,
+                        block_size=None, progress=False):
+    """Mine hard negatives for retrieval training, exactly, in bounded memory.
+
+    For every query, the candidates closest to it are the negatives that teach
+    most, minus the false negatives among them (unlabelled positives). The
+    pipeline, as in sentence-transformers' ``mine_hard_negatives`` and
+    NV-Retriever's positive-aware mining (Moreira et al., 2024):
+
+    1. the query's positives (and ``exclude``) are never negatives;
+    2. false-negative guard, relative to the query's positive score ``p`` (the
+       *smallest* score among its positives): drop candidates scoring above
+       ``p - absolute_margin`` or above ``p - relative_margin * |p|``
+       (TopK-PercPos with ``relative_margin=0.05``; written with ``|p|`` so it
+       stays a guard when ``p`` is negative), or above ``max_score``;
+    3. rank the survivors (closest first, ties by smaller id) and keep the rank
+       window ``band = (start, stop)`` (Meta EBR: ranks 101-500 did best);
+       candidates below ``min_score`` are dropped;
+    4. take ``num_negatives`` from the window: the closest (``sampling="top"``)
+       or uniformly at random (``"random"``);
+    5. add ``round(easy_ratio * n_hard)`` random negatives per query, drawn
+       from the whole corpus under the same exclusions and guards.
+
+    Steps 1-3 run inside :func:`hnm.search_hard_pairs`, so the filters apply
+    before ranking and a filtered candidate never takes a place in the window.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, dim)
+    positives : array-like
+        For each query its positive(s): an int array of shape (n_queries,), a
+        list of int arrays, or an ``(indptr, indices)`` pair, as ids into
+        ``candidates``; or a float array of shape (n_queries, dim) of positive
+        embeddings that are not in the corpus.
+    candidates : array-like of shape (n_candidates, dim)
+        The corpus; may be an ``np.memmap`` of any size.
+    num_negatives : int, default=3
+        Hard negatives per query. More than the window holds raises
+        ``ValueError`` up front; a query with fewer surviving candidates gets
+        fewer (counted in ``summary["n_short_queries"]``).
+    band : (int, int or None), default=(0, None)
+        Rank window among the surviving candidates; ``stop=None`` means
+        ``start + num_negatives``.
+    absolute_margin, relative_margin : float >= 0, optional
+        False-negative guards, see above (``relative_margin`` in [0, 1]).
+    max_score, min_score : float, optional
+        Drop candidates scoring above ``max_score`` or below ``min_score``.
+    sampling : {"top", "random"}, default="top"
+    easy_ratio : float >= 0, default=0.0
+        Random negatives per hard one (Meta EBR blends random negatives in).
+    exclude : optional
+        Further candidate ids per query that are never negatives, in any form
+        ``positives`` accepts for ids.
+    output : {"triplets", "ntuple"}, default="triplets"
+        One row per (query, positive, negative), or one row per (query,
+        positive) with ``num_negatives`` negatives (queries short of negatives
+        are then skipped and counted in ``summary["n_skipped"]``).
+    metric : {"cosine", "ip", "l2"}, default="cosine"
+        Scores are similarities; for "l2" minus the squared distance.
+    random_state : int, RandomState instance or None
+    block_size : int, optional
+        Candidates per block, passed to :func:`hnm.search_hard_pairs`.
+    progress : bool, default=False
+
+    Returns
+    -------
+    MinedNegatives
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hnm
+    >>> rng = np.random.default_rng(0)
+    >>> corpus = rng.standard_normal((1000, 16)).astype(np.float32)
+    >>> queries = corpus[:5] + 0.1 * rng.standard_normal((5, 16)).astype(np.float32)
+    >>> mined = hnm.mine_hard_negatives(queries, np.arange(5), corpus, num_negatives=2,
+    ...                                 relative_margin=0.05)
+    >>> len(mined), mined.summary["n_short_queries"]
+    (10, 0)
+    >>> bool(np.all(mined.score <= mined.positive_score * 0.95 + 1e-6))
+    True
+    """
+    num_negatives = check_int(num_negatives, "num_negatives", min_value=1)
+    sampling = check_option(sampling, "sampling", ("top", "random"))
+    output = check_option(output, "output", ("triplets", "ntuple"))
+    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
+    easy_ratio = check_positive_real(easy_ratio, "easy_ratio", allow_zero=True)
+    if absolute_margin is not None:
+        absolute_margin = check_positive_real(absolute_margin, "absolute_margin",
+                                              allow_zero=True)
+    if relative_margin is not None:
+        relative_margin = check_fraction(relative_margin, "relative_margin", low_open=False)
+    for name, value in (("max_score", max_score), ("min_score", min_score)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or np.isnan(value)):
+            raise TypeError(f"{name} must be a real number, got {value!r}.")
+    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
+    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
+    if Q.shape[1] != C.shape[1]:
+        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
+                         f"{C.shape[1]}.")
+    n_q, n_c = Q.shape[0], C.shape[0]
+    try:
+        start, stop = band
+    except (TypeError, ValueError):
+        raise TypeError(f"band must be a (start, stop) pair, got {band!r}.") from None
+    start = check_int(start, "band start", min_value=0)
+    stop = start + num_negatives if stop is None else check_int(stop, "band stop",
+                                                                 min_value=1)
+    if stop <= start:
+        raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
+    if num_negatives > stop - start:
+        raise ValueError(f"num_negatives={num_negatives} is more than the band "
+                         f"({start}, {stop}) holds ({stop - start}).")
+    rng = check_random_state(random_state)
+
+    # positives: ids into the corpus, or embeddings of their own
+    pos_arr = positives if isinstance(positives, np.ndarray) else None
+    if pos_arr is not None and pos_arr.ndim == 2 and pos_arr.dtype.kind == "f":
+        if pos_arr.shape != Q.shape:
+            raise ValueError(f"positive embeddings must have the shape of queries {Q.shape}, "
+                             f"got {pos_arr.shape}.")
+        pos_ptr, pos_ids = np.arange(n_q + 1), np.full(n_q, -1, dtype=np.intp)
+        pos_scores = _similarity(Q, pos_arr, metric)
+        row_positive = np.arange(n_q)
+    else:
+        pos_ptr, pos_ids = as_csr(positives, n_q, n_c, "positives")
+        if np.any(np.diff(pos_ptr) == 0):
+            raise ValueError("every query needs at least one positive.")
+        owner = np.repeat(np.arange(n_q), np.diff(pos_ptr))
+        pos_scores = _similarity(Q[owner], np.asarray(C[pos_ids]), metric)
+        row_positive = None
+    if not np.all(np.isfinite(pos_scores)):
+        raise ValueError("queries or positives contain NaN or infinity.")
+    owner = np.repeat(np.arange(n_q), np.diff(pos_ptr))
+    min_pos = np.full(n_q, np.inf)
+    np.minimum.at(min_pos, owner, pos_scores)
+
+    # the cap every negative's score must not exceed (false-negative guards)
+    cap = np.full(n_q, np.inf)
+    if absolute_margin is not None:
+        cap = np.minimum(cap, min_pos - absolute_margin)
+    if relative_margin is not None:
+        cap = np.minimum(cap, min_pos - relative_margin * np.abs(min_pos))
+    if max_score is not None:
+        cap = np.minimum(cap, float(max_score))
+
+    # never negatives: the positives given as ids, and `exclude`
+    ex_ptr, ex_ids = pos_ptr, pos_ids
+    if row_positive is not None:
+        ex_ptr, ex_ids = np.zeros(n_q + 1, dtype=np.intp), np.empty(0, dtype=np.intp)
+    if exclude is not None:
+        x_ptr, x_ids = as_csr(exclude, n_q, n_c, "exclude")
+        ex_ptr, ex_ids = _union_csr(ex_ptr, ex_ids, x_ptr, x_ids)
+
+    if stop > n_c:
+        stop = n_c  # the search can return at most the corpus; shortfalls are counted
+    if start >= stop:
+        hard_ids = np.full((n_q, 0), -1, dtype=np.intp)
+        hard_sim = np.empty((n_q, 0))
+    else:
+        found = _search(Q, C, stop, metric, (ex_ptr, ex_ids), cap, block_size, progress)
+        hard_ids, hard_sim = found
+        hard_ids, hard_sim = hard_ids[:, start:], hard_sim[:, start:]
+    if min_score is not None:
+        low = hard_sim < min_score
+        hard_ids = np.where(low, -1, hard_ids)
+    valid = hard_ids >= 0
+    ranks = np.broadcast_to(np.arange(start, start + hard_ids.shape[1]), hard_ids.shape)
+
+    # choose num_negatives per query among the valid entries of its window
+    if sampling == "top":
+        keys = np.where(valid, ranks, np.iinfo(np.intp).max)
+    else:
+        keys = np.where(valid, rng.random(hard_ids.shape), np.inf)
+    order = np.argsort(keys, axis=1, kind="stable")[:, :num_negatives]
+    chosen_valid = np.take_along_axis(valid, order, axis=1)
+    if sampling == "random":  # present sampled negatives closest first
+        sub = np.take_along_axis(ranks, order, axis=1)
+        re = np.argsort(np.where(chosen_valid, sub, np.iinfo(np.intp).max), axis=1,
+                        kind="stable")
+        order = np.take_along_axis(order, re, axis=1)
+        chosen_valid = np.take_along_axis(valid, order, axis=1)
+    neg_ids = np.where(chosen_valid, np.take_along_axis(hard_ids, order, axis=1), -1)
+    neg_sim = np.take_along_axis(hard_sim, order, axis=1)
+    neg_rank = np.where(chosen_valid, np.take_along_axis(ranks, order, axis=1), -1)
+    n_hard = chosen_valid.sum(axis=1)
+
+    # easy negatives: random corpus ids under the same exclusions and guards
+    n_easy = np.rint(easy_ratio * n_hard).astype(np.intp)
+    if n_easy.any():
+        e_ids, e_sim = _random_negatives(Q, C, n_easy, neg_ids, (ex_ptr, ex_ids), cap,
+                                         min_score, metric, rng)
+        neg_ids = np.concatenate([neg_ids, e_ids], axis=1)
+        neg_sim = np.concatenate([neg_sim, e_sim], axis=1)
+        neg_rank = np.concatenate([neg_rank, np.full(e_ids.shape, -1)], axis=1)
+    is_hard = np.zeros(neg_ids.shape, dtype=bool)
+    is_hard[:, :num_negatives] = neg_ids[:, :num_negatives] >= 0
+
+    n_short = int(np.sum(n_hard < num_negatives))
+    return _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids,
+                    pos_scores, row_positive, n_q, num_negatives, easy_ratio, n_short)
+
+
+def _union_csr(p1, i1, p2, i2):
+    n = p1.size - 1
+    rows = np.concatenate([np.repeat(np.arange(n), np.diff(p1)),
+                           np.repeat(np.arange(n), np.diff(p2))])
+    ids = np.concatenate([i1, i2])
+    order = np.lexsort((ids, rows))
+    rows, ids = rows[order], ids[order]
+    keep = np.ones(ids.size, dtype=bool)
+    keep[1:] = (rows[1:] != rows[:-1]) | (ids[1:] != ids[:-1])
+    rows, ids = rows[keep], ids[keep]
+    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]), ids
+
+
+def _search(Q, C, k, metric, exclude, cap, block_size, progress):
+    """Survivors of the guards, closest first: (ids, similarities), padded with -1."""
+    if metric == "l2":
+        # the kernel ranks squared distances; similarity is their negation
+        result = search_hard_pairs(Q, C, k, metric="l2", exclude=exclude, max_score=-cap,
+                                   block_size=block_size, progress=progress)
+        return result.indices, -result.scores.astype(np.float64)
+    result = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, max_score=cap,
+                               block_size=block_size, progress=progress)
+    return result.indices, result.scores.astype(np.float64)
+
+
+def _random_negatives(Q, C, n_easy, hard_ids, exclude, cap, min_score, metric, rng):
+    """Per query, ``n_easy[i]`` distinct random ids that are neither excluded, hard,
+    above the query's cap nor below ``min_score`` (padded with -1 if the corpus
+    runs out)."""
+    n_q, n_c = Q.shape[0], C.shape[0]
+    width = int(n_easy.max())
+    out_ids = np.full((n_q, width), -1, dtype=np.intp)
+    out_sim = np.full((n_q, width), np.nan)
+    ex_ptr, ex_ids = exclude
+    forbidden = np.concatenate([
+        np.repeat(np.arange(n_q), np.diff(ex_ptr)) * n_c + ex_ids,
+        (np.repeat(np.arange(n_q), hard_ids.shape[1]) * n_c + hard_ids.ravel())[
+            hard_ids.ravel() >= 0],
+    ])
+    forbidden = np.unique(forbidden)
+    filled = np.zeros(n_q, dtype=np.intp)
+    for _ in range(20):  # rejection sampling; each pass draws twice what is missing
+        need = n_easy - filled
+        rows = np.flatnonzero(need > 0)
+        if rows.size == 0:
+            break
+        draws = 2 * need[rows] + 4
+        q = np.repeat(rows, draws)
+        ids = rng.randint(0, n_c, size=q.size).astype(np.intp)
+        key = q * n_c + ids
+        ok = ~np.isin(key, forbidden)
+        _, first = np.unique(key, return_index=True)  # distinct within the draw
+        distinct = np.zeros(key.size, dtype=bool)
+        distinct[first] = True
+        ok &= distinct
+        q, ids = q[ok], ids[ok]
+        sim = _similarity(Q[q], np.asarray(C[ids]), metric) if ids.size else np.empty(0)
+        ok = sim <= cap[q]
+        if min_score is not None:
+            ok &= sim >= min_score
+        q, ids, sim = q[ok], ids[ok], sim[ok]
+        # keep at most `need` per query, in draw order
+        order = np.argsort(q, kind="stable")
+        q, ids, sim = q[order], ids[order], sim[order]
+        pos_in_q = np.arange(q.size) - np.searchsorted(q, q)
+        take = pos_in_q < need[q]
+        q, ids, sim, pos_in_q = q[take], ids[take], sim[take], pos_in_q[take]
+        out_ids[q, filled[q] + pos_in_q] = ids
+        out_sim[q, filled[q] + pos_in_q] = sim
+        np.add.at(filled, q, 1)
+        forbidden = np.union1d(forbidden, q * n_c + ids)
+    return out_ids, out_sim
+
+
+def _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids, pos_scores,
+             row_positive, n_q, num_negatives, easy_ratio, n_short):
+    n_pos = np.diff(pos_ptr)
+    pair_query = np.repeat(np.arange(n_q), n_pos)  # one (query, positive) pair per positive
+    pair_positive = row_positive[pair_query] if row_positive is not None else pos_ids
+    valid = neg_ids >= 0
+    summary = {
+        "n_queries": n_q,
+        "n_short_queries": n_short,
+        "n_hard": int(is_hard.sum()),
+        "n_easy": int((valid & ~is_hard).sum()),
+        "negative_score_mean": float(neg_sim[valid].mean()) if valid.any() else None,
+        "negative_score_max": float(neg_sim[valid].max()) if valid.any() else None,
+        "positive_score_mean": float(pos_scores.mean()) if pos_scores.size else None,
+    }
+    if output == "ntuple":
+        width = neg_ids.shape[1]
+        full = valid.sum(axis=1) == width
+        keep = full[pair_query]
+        summary["n_skipped"] = int(np.sum(~full))
+        pq = pair_query[keep]
+        result = MinedNegatives(pq, pair_positive[keep], neg_ids[pq], neg_sim[pq],
+                                pos_scores[keep], is_hard[pq], neg_rank[pq], summary)
+    else:
+        # rows: every pair x every valid negative of its query
+        counts = valid.sum(axis=1)
+        pair_rows = np.repeat(np.arange(pair_query.size), counts[pair_query])
+        q = pair_query[pair_rows]
+        # the j-th valid negative of each query, in order
+        flat_valid = np.flatnonzero(valid.ravel())
+        starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        j = np.arange(pair_rows.size) - np.repeat(
+            np.concatenate([[0], np.cumsum(counts[pair_query])])[:-1], counts[pair_query])
+        cell = flat_valid[starts[q] + j]
+        result = MinedNegatives(q, pair_positive[pair_rows], neg_ids.ravel()[cell],
+                                neg_sim.ravel()[cell], pos_scores[pair_rows],
+                                is_hard.ravel()[cell], neg_rank.ravel()[cell], summary)
+    summary["n_rows"] = len(result)
+    return result

@@ -1,0 +1,156 @@
+"""Exact blocked hard-pair search: BLAS GEMM on blocks + per-query bounded heaps.
+
+For each block of candidates, query blocks are scored in parallel (one thread
+per query block, BLAS single-threaded inside: the caller limits it), and every
+score is screened against its query's heap root: only a score that can enter
+the heap (or a NaN) leaves the screen. Keys are "larger is better": the inner
+product, the cosine, or minus the squared Euclidean distance (clamped at 0).
+"""
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt, INFINITY
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from _typedefs cimport intp_t, float32_t, floating
+from _heap cimport heap_better, heap_push
+
+cdef enum:
+    IP = 0
+    COSINE = 1
+    L2 = 2
+
+METRICS = {"ip": IP, "cosine": COSINE, "l2": L2}
+
+
+cdef inline void _gemm(const floating* A, const floating* B, floating* T, int m, int n,
+                       int d) noexcept nogil:
+    """T (n x m, row-major) = B (n x d, row-major) . A (m x d, row-major)^T."""
+    cdef char ta = b"T"
+    cdef char tb = b"N"
+    cdef floating one = 1.0
+    cdef floating zero = 0.0
+    if floating is float32_t:
+        sgemm(&ta, &tb, &m, &n, &d, &one, <float*> A, &d, <float*> B, &d, &zero, T, &m)
+    else:
+        dgemm(&ta, &tb, &m, &n, &d, &one, <double*> A, &d, <double*> B, &d, &zero, T, &m)
+
+
+cdef inline bint _excluded(intp_t j, const intp_t* ex, intp_t lo, intp_t end) noexcept nogil:
+    """Is candidate j among the sorted ids ex[lo:end]?"""
+    cdef intp_t mid, hi = end
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ex[mid] < j:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and ex[lo] == j
+
+
+cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
+                               int metric, floating qs, const floating* cs, floating cap,
+                               const intp_t* ex, intp_t ex_lo, intp_t ex_hi,
+                               bint exclude_self, intp_t q_label, const intp_t* c_labels,
+                               floating* keys, intp_t* idx, intp_t* size,
+                               intp_t k) noexcept nogil:
+    """Offer one query's scores against nb candidates (global ids c0 + j) to its
+    heap; return the number of NaN scores."""
+    cdef intp_t j, gj
+    cdef intp_t n_nan = 0
+    cdef floating key, thr, d
+    thr = keys[0] if size[0] == k else -INFINITY
+    for j in range(nb):
+        if metric == IP:
+            key = dots[j]
+        elif metric == COSINE:
+            key = dots[j] * qs * cs[j]
+        else:
+            d = qs + cs[j] - 2 * dots[j]
+            key = -d if d > 0 else 0
+        if key < thr or key > cap:
+            continue
+        if key != key:
+            n_nan += 1
+            continue
+        gj = c0 + j
+        if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
+            continue
+        if exclude_self and gj == qi:
+            continue
+        if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
+            continue
+        if q_label >= 0 and c_labels[j] == q_label:
+            continue
+        heap_push(keys, idx, size, k, key, gj)
+        if size[0] == k:
+            thr = keys[0]
+    return n_nan
+
+
+def candidate_scales(const floating[:, ::1] C, int metric, floating[::1] out):
+    """Per candidate: 1/norm (cosine; 0 for a zero vector) or squared norm (l2).
+    Returns False if a norm is not finite (NaN/inf in the block)."""
+    cdef intp_t i, j, n = C.shape[0], d = C.shape[1]
+    cdef double s, x
+    cdef bint finite = True
+    with nogil:
+        for i in range(n):
+            s = 0
+            for j in range(d):
+                x = C[i, j]
+                s += x * x
+            if not (s - s == 0):
+                finite = False
+            if metric == COSINE:
+                out[i] = <floating> (1.0 / sqrt(s) if s > 0 else 0.0)
+            else:
+                out[i] = <floating> s
+    return finite
+
+
+def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
+                  const floating[:, ::1] C, const floating[::1] c_scale, intp_t c_offset,
+                  int metric, const floating[::1] cap,
+                  const intp_t[::1] ex_ptr, const intp_t[::1] ex_idx, bint exclude_self,
+                  const intp_t[::1] q_labels, const intp_t[::1] c_labels,
+                  floating[:, ::1] keys, intp_t[:, ::1] idx, intp_t[::1] sizes,
+                  intp_t q_block, intp_t c_block, floating[:, ::1] work, int n_threads):
+    """Offer every (query, candidate) pair of Q x C to the queries' heaps.
+
+    ``C`` holds candidates ``c_offset .. c_offset + len(C) - 1``. ``work`` has one
+    row of at least ``q_block * c_block`` scores per thread. Labels are used when
+    ``c_labels`` has one entry per candidate of ``C``; then a candidate whose label
+    equals its query's (``q_labels``, -1 for none) is skipped. ``ex_idx`` must
+    hold at least one element. Returns the number of NaN scores.
+    """
+    cdef intp_t n_q = Q.shape[0]
+    cdef intp_t n_c = C.shape[0]
+    cdef int d = <int> Q.shape[1]
+    cdef intp_t k = keys.shape[1]
+    cdef intp_t n_qb = (n_q + q_block - 1) // q_block
+    cdef intp_t cb, qb, q0, q1, c1, nb, i
+    cdef intp_t n_nan = 0
+    cdef int tid
+    cdef floating* tile
+    cdef bint use_labels = c_labels.shape[0] == n_c
+    if n_q == 0 or n_c == 0 or k == 0:
+        return 0
+    with nogil:
+        cb = 0
+        while cb < n_c:
+            c1 = cb + c_block if cb + c_block < n_c else n_c
+            nb = c1 - cb
+            for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
+                tid = threadid()
+                tile = &work[tid, 0]
+                q0 = qb * q_block
+                q1 = q0 + q_block if q0 + q_block < n_q else n_q
+                _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                for i in range(q0, q1):
+                    n_nan += _screen_row(
+                        tile + (i - q0) * nb, nb, c_offset + cb, i, metric, q_scale[i],
+                        &c_scale[cb], cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
+                        exclude_self, q_labels[i] if use_labels else -1,
+                        &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
+                        &sizes[i], k)
+            cb = c1
+    return n_nan

@@ -1,0 +1,200 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from threadpoolctl import threadpool_limits
+
+import hnm
+from hnm import search_hard_pairs
+
+
+def score_matrix(Q, C, metric):
+    """float64 brute force; larger is closer (l2: minus the squared distance)."""
+    Q = np.asarray(Q, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    if metric == "ip":
+        return Q @ C.T
+    if metric == "cosine":
+        qn = np.linalg.norm(Q, axis=1)
+        cn = np.linalg.norm(C, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            S = (Q @ C.T) / np.outer(qn, cn)
+        return np.where(np.outer(qn, cn) > 0, S, 0.0)
+    return -np.maximum(((Q[:, None, :] - C[None, :, :]) ** 2).sum(-1), 0)
+
+
+def reference(Q, C, start, stop, metric, exclude=None, exclude_self=False, cap=None,
+              q_labels=None, c_labels=None):
+    S = score_matrix(Q, C, metric)
+    rows_ids, rows_scores = [], []
+    for i in range(S.shape[0]):
+        ok = np.ones(S.shape[1], dtype=bool)
+        if exclude is not None:
+            ok[np.asarray(exclude[i], dtype=int)] = False
+        if exclude_self:
+            ok[i] = False
+        if cap is not None:
+            ok &= S[i] <= cap[i]
+        if q_labels is not None:
+            ok &= c_labels != q_labels[i]
+        cand = np.flatnonzero(ok)
+        cand = cand[np.lexsort((cand, -S[i, cand]))][:stop]
+        ids = np.full(stop, -1)
+        ids[: cand.size] = cand
+        rows_ids.append(ids[start:])
+    return np.array(rows_ids).reshape(S.shape[0], -1), S
+
+
+def assert_quasi_equal(got, ref_ids, S, rtol=1e-4, atol=1e-5):
+    """Same ids, except swaps between candidates whose scores tie within rounding."""
+    np.testing.assert_array_equal(got.indices < 0, ref_ids < 0)
+    for i in range(ref_ids.shape[0]):
+        g, r = got.indices[i], ref_ids[i]
+        if not np.array_equal(g, r):
+            g, r = g[g >= 0], r[r >= 0]
+            np.testing.assert_allclose(S[i, g], S[i, r], rtol=rtol, atol=atol)
+
+
+def make_data(seed, n_q, n_c, dim, dtype, dup):
+    rng = np.random.default_rng(seed)
+    C = rng.standard_normal((n_c, dim)).astype(dtype)
+    if dup and n_c > 2:
+        C[1::3] = C[0]  # exact ties
+    Q = rng.standard_normal((n_q, dim)).astype(dtype)
+    return Q, C
+
+
+@given(n_q=st.integers(1, 30), n_c=st.integers(1, 120), dim=st.integers(1, 9),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       metric=st.sampled_from(["ip", "cosine", "l2"]), dup=st.booleans(), data=st.data())
+def test_matches_brute_force_for_any_blocks_and_threads(n_q, n_c, dim, dtype, metric, dup,
+                                                        data):
+    Q, C = make_data(data.draw(st.integers(0, 2**16)), n_q, n_c, dim, dtype, dup)
+    stop = data.draw(st.integers(1, n_c))
+    start = data.draw(st.integers(0, stop - 1))
+    block = data.draw(st.integers(1, 64))
+    threads = data.draw(st.sampled_from([1, 2]))
+    with threadpool_limits(threads, user_api="openmp"):
+        got = search_hard_pairs(Q, C, band=(start, stop), metric=metric, block_size=block)
+    ref, S = reference(Q, C, start, stop, metric)
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    assert_quasi_equal(got, ref, S, rtol=rtol, atol=rtol)
+    assert got.scores.dtype == dtype and got.indices.shape == (n_q, stop - start)
+    valid = got.indices >= 0
+    expected_scores = S[np.arange(n_q)[:, None], np.maximum(got.indices, 0)]
+    if metric == "l2":
+        expected_scores = -expected_scores
+    np.testing.assert_allclose(got.scores[valid], expected_scores[valid], rtol=rtol,
+                               atol=10 * rtol * (1 + np.abs(expected_scores[valid]).max()
+                                                 if valid.any() else 1))
+
+
+@given(n_c=st.integers(2, 60), metric=st.sampled_from(["ip", "cosine", "l2"]), data=st.data())
+def test_exclusions_labels_and_cap(n_c, metric, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    C = rng.standard_normal((n_c, 4))
+    n_q = data.draw(st.integers(1, n_c))
+    Q = C[:n_q] + 0.01 * rng.standard_normal((n_q, 4))
+    k = data.draw(st.integers(1, n_c))
+    exclude = [rng.choice(n_c, size=rng.integers(0, n_c), replace=False) for _ in range(n_q)]
+    exclude_self = data.draw(st.booleans())
+    S = score_matrix(Q, C, metric)
+    cap = None
+    if data.draw(st.booleans()):
+        # halfway between two scores, so that rounding cannot move one across it
+        srt = np.sort(S, axis=1)
+        j = int(0.7 * (n_c - 1))
+        cap = (srt[:, j] + srt[:, min(j + 1, n_c - 1)]) / 2
+    labels = data.draw(st.booleans())
+    q_lab = rng.integers(0, 3, n_q) if labels else None
+    c_lab = rng.integers(0, 3, n_c) if labels else None
+    max_score = None if cap is None else (-cap if metric == "l2" else cap)
+    got = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, exclude_self=exclude_self,
+                            max_score=max_score, query_labels=q_lab, candidate_labels=c_lab,
+                            block_size=data.draw(st.integers(1, 20)))
+    ref, S = reference(Q, C, 0, k, metric, exclude, exclude_self, cap, q_lab, c_lab)
+    assert_quasi_equal(got, ref, S, rtol=1e-9, atol=1e-9)
+    pad = got.indices < 0
+    assert np.all(got.scores[pad] == (np.inf if metric == "l2" else -np.inf))
+
+
+def test_exclude_as_csr_pair_equals_list(rng):
+    C = rng.standard_normal((50, 5))
+    lists = [np.array([3, 1]), np.array([], dtype=int), np.array([7])]
+    csr = (np.array([0, 2, 2, 3]), np.array([3, 1, 7]))
+    a = search_hard_pairs(C[:3], C, 5, exclude=lists)
+    b = search_hard_pairs(C[:3], C, 5, exclude=csr)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_memmap_and_mixed_dtypes(as_memmap, rng):
+    C = rng.standard_normal((5000, 24)).astype(np.float32)
+    Q = rng.standard_normal((40, 24)).astype(np.float32)
+    mm = as_memmap(C)
+    a = search_hard_pairs(Q, mm, 10, block_size=300)
+    b = search_hard_pairs(Q, C, 10, block_size=300)  # same blocks: bit-identical
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    c = search_hard_pairs(Q.astype(np.float64), mm, 10)  # computed in float64
+    assert c.scores.dtype == np.float64
+    ref, S = reference(Q, C, 0, 10, "cosine")
+    assert_quasi_equal(c, ref, S, rtol=1e-9)
+    F = np.asfortranarray(C[:500].astype(np.float16))
+    d = search_hard_pairs(Q, F, 3)
+    ref, S = reference(Q, F, 0, 3, "cosine")
+    assert_quasi_equal(d, ref, S)
+
+
+def test_zero_vectors_have_cosine_zero():
+    C = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    r = search_hard_pairs(np.array([[-1.0, 0.0]]), C, 3)
+    np.testing.assert_array_equal(r.indices, [[2, 0, 1]])
+    np.testing.assert_allclose(r.scores, [[1.0, 0.0, -1.0]])
+
+
+def test_inputs_are_not_modified(rng):
+    C = rng.standard_normal((100, 3))
+    Q = rng.standard_normal((5, 3))
+    C0, Q0 = C.copy(), Q.copy()
+    search_hard_pairs(Q, C, 4, metric="cosine")
+    np.testing.assert_array_equal(C, C0)
+    np.testing.assert_array_equal(Q, Q0)
+
+
+def test_progress_and_n_jobs(capsys, rng):
+    C = rng.standard_normal((3000, 8))
+    a = search_hard_pairs(C[:20], C, 5, progress=True, n_jobs=1)
+    b = search_hard_pairs(C[:20], C, 5, n_jobs=2)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert "search_hard_pairs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("Q, C, kwargs, exc, match", [
+    (np.ones((2, 3)), np.ones((5, 4)), dict(k=1), ValueError, "dimension 3 but candidates"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=6), ValueError, "k=6 is larger"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=0), ValueError, "k must be >= 1"),
+    (np.ones(3), np.ones((5, 3)), dict(k=1), ValueError, "queries must be at least 2-D"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, metric="dot"), ValueError, "metric"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, exclude=[[1]]), ValueError,
+     "one entry per query"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, exclude=[[1], [9]]), ValueError,
+     "must lie in \\[0, 5\\)"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, query_labels=[0, 1]), ValueError,
+     "both query_labels and candidate_labels"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, max_score=np.ones(3)), ValueError,
+     "max_score must be"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, block_size=0), ValueError, "block_size"),
+    (np.ones((2, 3)), np.ones((5, 3)), dict(k=1, n_jobs=0), ValueError, "n_jobs"),
+    (np.ones((6, 3)), np.ones((5, 3)), dict(k=1, exclude_self=True), ValueError,
+     "exclude_self"),
+    (np.full((2, 3), np.nan), np.ones((5, 3)), dict(k=1), ValueError, "queries contain NaN"),
+    (np.ones((2, 3)), np.array([[1, 1, np.inf]] * 5), dict(k=1), ValueError,
+     "candidates contain NaN"),
+    (np.ones((2, 3), dtype=complex), np.ones((5, 3)), dict(k=1), TypeError, "real"),
+])
+def test_bad_input_names_the_argument(Q, C, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        search_hard_pairs(Q, C, **kwargs)
+
+
+def test_top_level_names():
+    assert hnm.search_hard_pairs is search_hard_pairs

@@ -1,0 +1,210 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import hnm
+from hnm.retrieval import mine_hard_negatives
+
+
+def similarity_matrix(Q, C, metric):
+    Q = Q.astype(np.float64)
+    C = C.astype(np.float64)
+    if metric == "ip":
+        return Q @ C.T
+    if metric == "cosine":
+        return (Q @ C.T) / np.outer(np.linalg.norm(Q, axis=1), np.linalg.norm(C, axis=1))
+    return -((Q[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+
+
+def reference(Q, pos, C, *, num_negatives, band=(0, None), absolute_margin=None,
+              relative_margin=None, max_score=None, min_score=None, metric="cosine",
+              exclude=None):
+    """Brute force: full score matrix, guards, stable ranking, window, top."""
+    S = similarity_matrix(Q, C, metric)
+    start, stop = band
+    stop = start + num_negatives if stop is None else stop
+    rows = []
+    for i in range(Q.shape[0]):
+        positives = np.atleast_1d(pos[i])
+        p = S[i, positives].min()
+        cap = np.inf
+        if absolute_margin is not None:
+            cap = min(cap, p - absolute_margin)
+        if relative_margin is not None:
+            cap = min(cap, p - relative_margin * abs(p))
+        if max_score is not None:
+            cap = min(cap, max_score)
+        banned = set(positives.tolist()) | set(() if exclude is None else exclude[i])
+        ok = [j for j in range(C.shape[0]) if j not in banned and S[i, j] <= cap]
+        ok.sort(key=lambda j: (-S[i, j], j))
+        window = ok[start:stop]
+        if min_score is not None:
+            window = [j for j in window if S[i, j] >= min_score]
+        rows.append(window[:num_negatives])
+    return rows
+
+
+def mined_per_query(mined, n_q):
+    out = [[] for _ in range(n_q)]
+    for q, n in zip(mined.query, mined.negative):
+        if n not in out[q]:
+            out[q].append(int(n))
+    return out
+
+
+def quasi_equal_rows(got, expected, S, rtol=1e-5):
+    """Same ids except swaps between candidates whose scores tie within rounding."""
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert len(g) == len(e)
+        if g != e:
+            np.testing.assert_allclose(np.sort(S[i, g]), np.sort(S[i, e]), rtol=rtol, atol=1e-6)
+
+
+@given(
+    n_c=st.integers(5, 60), dim=st.integers(1, 6), n_q=st.integers(1, 8),
+    metric=st.sampled_from(["cosine", "ip", "l2"]), data=st.data(),
+)
+def test_matches_brute_force(n_c, dim, n_q, metric, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    C = rng.standard_normal((n_c, dim))
+    Q = rng.standard_normal((n_q, dim))
+    pos = rng.integers(0, n_c, size=n_q)
+    num = data.draw(st.integers(1, 5))
+    start = data.draw(st.integers(0, 5))
+    stop = data.draw(st.none() | st.integers(start + num, start + num + 6))
+    kwargs = dict(
+        num_negatives=num, band=(start, stop), metric=metric,
+        absolute_margin=data.draw(st.none() | st.floats(0, 1)),
+        relative_margin=data.draw(st.none() | st.floats(0, 0.5)),
+        max_score=data.draw(st.none() | st.floats(-1, 1)),
+        min_score=data.draw(st.none() | st.floats(-2, 0)),
+    )
+    mined = mine_hard_negatives(Q, pos, C, **kwargs)
+    expected = reference(Q, pos, C, **kwargs)
+    got = mined_per_query(mined, n_q)
+    quasi_equal_rows(got, expected, similarity_matrix(Q, C, metric))
+    assert mined.summary["n_short_queries"] == sum(len(e) < num for e in expected)
+    np.testing.assert_array_equal(mined.positive, pos[mined.query])
+    assert np.all(mined.is_hard)
+
+
+def test_relative_margin_is_a_guard_for_negative_positive_scores():
+    # one query whose positive scores -0.5: 5% margin keeps candidates <= -0.525
+    C = np.array([[1.0, 0.0], [-0.5, 0.8660254], [-0.52, 0.8542], [-0.6, 0.8], [-1.0, 0.0]])
+    Q = np.array([[1.0, 0.0]])
+    mined = mine_hard_negatives(Q, np.array([1]), C, num_negatives=2, relative_margin=0.05,
+                                metric="ip")
+    scores = similarity_matrix(Q, C, "ip")[0]
+    assert set(mined.negative) == {3, 4}
+    assert np.all(scores[mined.negative] <= -0.5 - 0.05 * 0.5)
+
+
+def test_multiple_positives_use_the_smallest_and_are_all_excluded(rng):
+    C = rng.standard_normal((200, 8))
+    Q = C[:3] + 0.01
+    pos = [np.array([0, 10, 20]), np.array([1]), (2, 5)]
+    mined = mine_hard_negatives(Q, pos, C, num_negatives=4, absolute_margin=0.0)
+    S = similarity_matrix(Q, C, "cosine")
+    for q in range(3):
+        negs = mined.negative[mined.query == q]
+        assert not set(negs) & set(np.atleast_1d(pos[q]))
+        assert np.all(S[q, negs] <= S[q, np.atleast_1d(pos[q])].min() + 1e-9)
+    # triplets: every positive of query 0 is paired with each of its negatives
+    assert np.sum(mined.query == 0) == 3 * 4
+    csr = (np.array([0, 3, 4, 6]), np.array([0, 10, 20, 1, 2, 5]))
+    again = mine_hard_negatives(Q, csr, C, num_negatives=4, absolute_margin=0.0)
+    np.testing.assert_array_equal(again.negative, mined.negative)
+
+
+def test_positive_embeddings_and_exclude(rng):
+    C = rng.standard_normal((100, 4))
+    Q = rng.standard_normal((5, 4))
+    P = Q + 0.05 * rng.standard_normal((5, 4))
+    top = mine_hard_negatives(Q, P, C, num_negatives=3)
+    np.testing.assert_array_equal(top.positive, top.query)
+    excl = [top.negative[top.query == q][:1] for q in range(5)]
+    mined = mine_hard_negatives(Q, P, C, num_negatives=3, exclude=excl)
+    for q in range(5):
+        assert excl[q][0] not in mined.negative[mined.query == q]
+
+
+def test_random_sampling_and_easy_blend(rng):
+    C = rng.standard_normal((500, 6))
+    Q = rng.standard_normal((20, 6))
+    pos = rng.integers(0, 500, size=20)
+    band = (10, 30)
+    mined = mine_hard_negatives(Q, pos, C, num_negatives=5, band=band, sampling="random",
+                                easy_ratio=2.0, random_state=0, output="ntuple")
+    assert mined.negative.shape == (20, 15)
+    assert mined.is_hard[:, :5].all() and not mined.is_hard[:, 5:].any()
+    assert np.all((mined.rank[:, :5] >= 10) & (mined.rank[:, :5] < 30))
+    assert np.all(np.diff(mined.rank[:, :5], axis=1) > 0)
+    for row, q in enumerate(mined.query):
+        negs = mined.negative[row]
+        assert np.unique(negs).size == 15 and pos[q] not in negs
+    again = mine_hard_negatives(Q, pos, C, num_negatives=5, band=band, sampling="random",
+                                easy_ratio=2.0, random_state=0, output="ntuple")
+    np.testing.assert_array_equal(again.negative, mined.negative)
+    assert mined.summary["n_easy"] == 200 and mined.summary["n_hard"] == 100
+
+
+def test_short_results_are_counted_not_padded(rng):
+    C = rng.standard_normal((6, 3))
+    Q = C[:2].copy()
+    mined = mine_hard_negatives(Q, np.array([0, 1]), C, num_negatives=3, band=(3, 10))
+    assert mined.summary["n_short_queries"] == 2
+    assert np.all(mined.negative >= 0) and len(mined) == 4
+    nt = mine_hard_negatives(Q, np.array([0, 1]), C, num_negatives=3, band=(3, 10),
+                             output="ntuple")
+    assert len(nt) == 0 and nt.summary["n_skipped"] == 2
+
+
+def test_memmap_corpus(as_memmap, rng):
+    C = rng.standard_normal((3000, 16)).astype(np.float32)
+    Q = C[:50] + 0.1
+    mm = as_memmap(C)
+    a = mine_hard_negatives(Q, np.arange(50), mm, num_negatives=5, relative_margin=0.05,
+                            block_size=256)
+    b = mine_hard_negatives(Q, np.arange(50), C, num_negatives=5, relative_margin=0.05)
+    np.testing.assert_array_equal(a.negative, b.negative)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(num_negatives=0), ValueError, "num_negatives must be >= 1"),
+    (dict(num_negatives=5, band=(0, 3)), ValueError, "more than the band"),
+    (dict(band=(4, 2)), ValueError, "start < stop"),
+    (dict(sampling="hardest"), ValueError, "sampling must be one of"),
+    (dict(output="pairs"), ValueError, "output must be one of"),
+    (dict(metric="dot"), ValueError, "metric must be one of"),
+    (dict(relative_margin=1.5), ValueError, "relative_margin must be in"),
+    (dict(absolute_margin=-1), ValueError, "absolute_margin"),
+    (dict(easy_ratio=-1), ValueError, "easy_ratio"),
+    (dict(max_score="high"), TypeError, "max_score must be a real number"),
+])
+def test_bad_arguments(kwargs, exc, match, rng):
+    C = rng.standard_normal((20, 3))
+    with pytest.raises(exc, match=match):
+        mine_hard_negatives(C[:2], np.array([0, 1]), C, **kwargs)
+
+
+@pytest.mark.parametrize("positives, exc, match", [
+    (np.array([0, 25]), ValueError, "ids must lie in \\[0, 20\\)"),
+    (np.array([0]), ValueError, "one id per query"),
+    ([[0], []], ValueError, "at least one positive"),
+    ([[0.5], [1.0]], TypeError, "integer candidate ids"),
+    (np.zeros((2, 4)), ValueError, "positive embeddings must have the shape"),
+])
+def test_bad_positives(positives, exc, match, rng):
+    C = rng.standard_normal((20, 3))
+    with pytest.raises(exc, match=match):
+        mine_hard_negatives(C[:2], positives, C)
+
+
+def test_dimension_mismatch(rng):
+    with pytest.raises(ValueError, match="dimension 3 but candidates have 4"):
+        mine_hard_negatives(rng.standard_normal((2, 3)), np.array([0, 1]),
+                            rng.standard_normal((10, 4)))
+
+
+def test_top_level_name():
+    assert hnm.mine_hard_negatives is mine_hard_negatives
