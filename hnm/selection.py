@@ -157,7 +157,9 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         )
     keys, idx = keys[..., start:], idx[..., start:]
     if not largest:
-        np.negative(keys, out=keys)
+        # a new array: in-place np.negative on this strided view drops elements
+        # in numpy 2.4 (seen with float64 (n, 1) column views)
+        keys = np.negative(keys)
     padded = idx < 0
     if x.dtype != wdt and not (x.dtype.kind in "biu" and padded.any()):
         keys = keys.astype(x.dtype)  # exact: the conversion was exact
