@@ -1,0 +1,118 @@
+"""Exact k=10 cosine search: 10,000 x 128 queries vs a 1,000,000 x 128 float32 memmap.
+
+Same run: hnm.search_hard_pairs, scikit-learn NearestNeighbors(algorithm="brute",
+metric="cosine"), faiss IndexFlatIP on normalised copies (skipped without
+faiss-cpu), and the GEMMs alone (the compute floor: every query-candidate dot
+product, in blocks, into a preallocated buffer).
+Targets: faiss / hnm >= 1.1 (hnm faster), scikit-learn / hnm >= 2, hnm / GEMMs
+<= 1.2, extra anonymous memory < 1 GiB and independent of the number of candidates.
+
+Sizes: HNM_BENCH_PAIRS_NQ / HNM_BENCH_PAIRS_NC. This machine sets
+OPENBLAS_CORETYPE; run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to let
+OpenBLAS pick its best kernel (the BLAS in use is recorded in extra_info).
+"""
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import hnm
+from benchutils import peak_extra_memory
+
+N_Q = int(float(os.environ.get("HNM_BENCH_PAIRS_NQ", 10_000)))
+N_C = int(float(os.environ.get("HNM_BENCH_PAIRS_NC", 1_000_000)))
+DIM, K = 128, 10
+GROUP = f"exact k=10 cosine, {N_Q} x {N_C} x {DIM} float32 (memmap)"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("pairs") / "candidates.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(N_C, DIM))
+    for s in range(0, N_C, 100_000):
+        mm[s:s + 100_000] = rng.standard_normal((min(100_000, N_C - s), DIM), dtype=np.float32)
+    mm.flush()
+    del mm
+    C = np.memmap(path, dtype=np.float32, mode="r", shape=(N_C, DIM))
+    Q = rng.standard_normal((N_Q, DIM), dtype=np.float32)
+    return Q, C
+
+
+@pytest.fixture(scope="module")
+def hnm_result(data):
+    Q, C = data
+    return hnm.search_hard_pairs(Q, C, K)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def declare(ratios):
+    ratios.compare("faiss IndexFlatIP", "hnm.search_hard_pairs", ">= 1.1 (hnm faster)")
+    ratios.compare("sklearn NearestNeighbors brute", "hnm.search_hard_pairs", ">= 2")
+    ratios.compare("hnm.search_hard_pairs", "GEMMs alone", "<= 1.2")
+    ratios.note("BLAS: " + ", ".join(f"{i['internal_api']} {i.get('version')} "
+                                     f"{i.get('architecture')} x{i['num_threads']}"
+                                     for i in threadpool_info()
+                                     if i["user_api"] == "blas"))
+
+
+def test_hnm(benchmark, data, ratios, hnm_result):
+    Q, C = data
+    benchmark.group = GROUP
+    result = benchmark.pedantic(hnm.search_hard_pairs, args=(Q, C, K), rounds=2, iterations=1)
+    ratios.record(benchmark, "hnm.search_hard_pairs")
+    np.testing.assert_array_equal(result.indices, hnm_result.indices)
+    extra = peak_extra_memory(hnm.search_hard_pairs, Q, C[: N_C // 4], K)
+    extra_full = peak_extra_memory(hnm.search_hard_pairs, Q, C, K)
+    benchmark.extra_info["peak_extra_anon_bytes"] = extra_full
+    ratios.note(f"hnm.search_hard_pairs peak extra anonymous memory: {extra_full / 2**20:.0f} "
+                f"MiB for {N_C} candidates, {extra / 2**20:.0f} MiB for {N_C // 4} "
+                f"(candidates: {C.nbytes / 2**20:.0f} MiB memmap)")
+
+
+def test_gemm_floor(benchmark, data, ratios):
+    Q, C = data
+    block = 8192
+    out = np.empty((N_Q, block), dtype=np.float32)
+
+    def gemms():
+        for s in range(0, N_C, block):
+            c = C[s:s + block]
+            np.matmul(Q, c.T, out=out[:, : c.shape[0]])
+
+    benchmark.group = GROUP
+    benchmark.pedantic(gemms, rounds=2, iterations=1)
+    ratios.record(benchmark, "GEMMs alone")
+
+
+def test_faiss(benchmark, data, ratios, hnm_result):
+    faiss = pytest.importorskip("faiss", reason="faiss-cpu is not installed ([bench] extra)")
+    Q, C = data
+
+    def run():
+        Cn = np.asarray(C) / np.linalg.norm(C, axis=1, keepdims=True)
+        index = faiss.IndexFlatIP(DIM)
+        index.add(Cn)
+        return index.search(Q / np.linalg.norm(Q, axis=1, keepdims=True), K)
+
+    benchmark.group = GROUP
+    _, ids = benchmark.pedantic(run, rounds=1, iterations=1)
+    ratios.record(benchmark, "faiss IndexFlatIP")
+    agreement = float((ids == hnm_result.indices).mean())
+    benchmark.extra_info["id_agreement_with_hnm"] = agreement
+    ratios.note(f"faiss ids equal to hnm's: {agreement:.4%} (rest: float32 near-ties)")
+
+
+def test_sklearn(benchmark, data, ratios, hnm_result):
+    from sklearn.neighbors import NearestNeighbors
+    Q, C = data
+
+    def run():
+        return NearestNeighbors(n_neighbors=K, algorithm="brute", metric="cosine").fit(
+            C).kneighbors(Q)
+
+    benchmark.group = GROUP
+    _, ids = benchmark.pedantic(run, rounds=1, iterations=1)
+    ratios.record(benchmark, "sklearn NearestNeighbors brute")
+    benchmark.extra_info["id_agreement_with_hnm"] = float((ids == hnm_result.indices).mean())
