@@ -1,5 +1,6 @@
 """Exact nearest-candidate search for hard pairs, streaming the candidates."""
 from collections import namedtuple
+from contextlib import nullcontext
 import math
 import numbers
 
@@ -135,9 +136,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     span = c_block * _CALL_BLOCKS
     native = C.dtype == dtype and C.flags.c_contiguous
     n_nan = 0
-    # BLAS runs inside our threads: one BLAS thread each, or they oversubscribe
-    with threadpool_limits(1, user_api="blas"), \
-            progress_bar(progress, n_c, "search_hard_pairs", "candidates") as bar:
+    # BLAS runs inside our threads: one BLAS thread each, or they oversubscribe.
+    # With a single thread of ours, BLAS may parallelise the GEMMs itself.
+    blas_limit = threadpool_limits(1, user_api="blas") if threads > 1 else nullcontext()
+    with blas_limit, progress_bar(progress, n_c, "search_hard_pairs", "candidates") as bar:
         for c0 in range(0, n_c, span):
             block = C[c0:c0 + span]
             if not native:
