@@ -142,7 +142,7 @@ def _encode(y_true, labels, n, n_columns, measure):
     if y_true is None:
         if measure != "entropy":
             raise ValueError(f"y_true is required for measure={measure!r}.")
-        return np.zeros(n, dtype=np.longlong), 0, empty_table
+        return np.zeros(n, dtype=np.int64), 0, empty_table
     y = np.asarray(y_true)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y_true must have shape ({n},) to match y_score, got {y.shape}.")
@@ -154,15 +154,17 @@ def _encode(y_true, labels, n, n_columns, measure):
         if np.unique(labels).size != labels.size:
             raise ValueError("labels must be distinct.")
     if y.dtype.kind in "iub" and (labels is None or labels.dtype.kind in "iub"):
-        y = y.astype(np.longlong, copy=False)
+        y = y.astype(np.int64, copy=False)
         if n == 0:
             return y, 0, empty_table
         lo, hi = int(y.min()), int(y.max())
         if labels is not None:
             lo, hi = min(lo, int(labels.min())), max(hi, int(labels.max()))
+        if 0 <= lo and hi < _MAX_TABLE:
+            lo = 0  # index the table by the label itself: no shifted copy of y
         if hi - lo < _MAX_TABLE:
             if labels is None:
-                labels = np.flatnonzero(np.bincount(y - lo)) + lo
+                labels = np.flatnonzero(np.bincount(y if lo == 0 else y - lo)) + lo
                 _check_n_labels(labels, n_columns)
             table = np.full(hi - lo + 1, -1, dtype=np.intp)
             table[labels.astype(np.int64) - lo] = np.arange(labels.size)
@@ -176,7 +178,7 @@ def _encode(y_true, labels, n, n_columns, measure):
     pos = np.searchsorted(sorted_labels, y)
     pos = np.minimum(pos, sorted_labels.size - 1)
     found = sorted_labels[pos] == y
-    codes = np.where(found, order[pos], -1).astype(np.longlong)
+    codes = np.where(found, order[pos], -1).astype(np.int64)
     # codes are already columns; an identity table (-1 stays unknown via offset)
     return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp)
 

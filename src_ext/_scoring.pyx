@@ -10,6 +10,8 @@ the probability measures).
 from cython.parallel cimport prange
 from libc.math cimport log, fabs, INFINITY
 
+from libc.stdint cimport int64_t
+
 from _typedefs cimport intp_t, floating
 
 cdef enum:
@@ -35,7 +37,7 @@ cdef enum:
 
 
 cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
-                             const long long* y, long long y_min, const intp_t* table,
+                             const int64_t* y, long long y_min, const intp_t* table,
                              intp_t n_table, int measure, double eps,
                              double sum_tol, floating* out) noexcept nogil:
     """Score ``n_rows`` (<= ROWS) consecutive rows. Returns the invalid rows,
@@ -142,7 +144,7 @@ cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hi
     return 0
 
 
-cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const long long* y,
+cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                             long long y_min, const intp_t* table, intp_t n_table,
                             bint hinge, floating* out) noexcept nogil:
     cdef intp_t i
@@ -157,7 +159,7 @@ cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const lo
     return packed
 
 
-cdef void _rows_measure(const floating[:, ::1] S, const long long[::1] y, long long y_min,
+cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long long y_min,
                         const intp_t[::1] table, int measure, double eps, double sum_tol,
                         floating[::1] out, long long* counts, int n_threads) noexcept nogil:
     cdef intp_t n = S.shape[0]
@@ -189,7 +191,7 @@ cdef void _rows_measure(const floating[:, ::1] S, const long long[::1] y, long l
     counts[2] += n_prob
 
 
-def difficulty_rows(const floating[:, ::1] S, const long long[::1] y, long long y_min,
+def difficulty_rows(const floating[:, ::1] S, const int64_t[::1] y, long long y_min,
                     const intp_t[::1] table, int measure, double eps, double sum_tol,
                     floating[::1] out, long long[::1] bad, int n_threads):
     """Difficulty of every row of ``S`` (n, C); the column of row i's label is
@@ -201,7 +203,7 @@ def difficulty_rows(const floating[:, ::1] S, const long long[::1] y, long long 
         _rows_measure(S, y, y_min, table, measure, eps, sum_tol, out, &bad[0], n_threads)
 
 
-def difficulty_binary(const floating[::1] f, const long long[::1] y, long long y_min,
+def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_min,
                       const intp_t[::1] table, int measure, double eps,
                       floating[::1] out, long long[::1] bad, int n_threads):
     """Binary scores, shape (n,): decision values for margin and hinge
