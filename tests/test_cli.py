@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(_hnm.__file__))
 
 
 def hnm(*args, cwd=None):
+    # never the repository root: `python -m` puts the working directory first on
+    # sys.path, where an unbuilt source tree would shadow the installed package
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=PACKAGE_PARENT)
     return subprocess.run([sys.executable, "-m", "hnm", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+                          text=True, cwd=cwd or tempfile.gettempdir(), env=env, timeout=300)
 
 
 def test_demo_prints_the_comparison_and_writes_a_figure(tmp_path):
