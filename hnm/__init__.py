@@ -13,6 +13,7 @@ The package has three layers, each built only on the one below it:
 from .selection import TopK, topk
 from .scoring import difficulty
 from .mining import HardMiningClassifier
+from .resampling import HardNegativeResampler
 from .pairs import PairResult, search_hard_pairs
 from .retrieval import MinedNegatives, mine_hard_negatives
 
@@ -23,6 +24,7 @@ __all__ = [
     "topk",
     "difficulty",
     "HardMiningClassifier",
+    "HardNegativeResampler",
     "PairResult",
     "search_hard_pairs",
     "MinedNegatives",

@@ -2,12 +2,22 @@
 
 Expected failures, with the reason each is expected, live in one table here.
 """
+from imblearn.utils.estimator_checks import (
+    parametrize_with_checks as imblearn_parametrize_with_checks,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from hnm import HardMiningClassifier
+from hnm import HardMiningClassifier, HardNegativeResampler
 
-ESTIMATORS = [
+SAMPLERS = [
+    HardNegativeResampler(random_state=0),
+    HardNegativeResampler(difficulty="nearmiss", random_state=0),
+    HardNegativeResampler(difficulty="distance", selection="sample", expand_neighbors=1,
+                          random_state=0),
+]
+
+ESTIMATORS = SAMPLERS + [
     HardMiningClassifier(LogisticRegression(max_iter=1000), n_rounds=2, random_state=0),
     HardMiningClassifier(LogisticRegression(max_iter=1000), n_rounds=1, weighting="softmax",
                          random_state=0),
@@ -28,10 +38,24 @@ EXPECTED_FAILURES = {
 }
 
 
+SPARSE_DISTANCES = {
+    check: ("distance-based difficulty needs dense X (an exact distance search on "
+            "densified sparse rows would not be bounded in memory); it raises TypeError")
+    for check in ("check_samplers_sparse", "check_samplers_pandas_sparse")
+}
+
+
 def expected_failed_checks(estimator):
+    if isinstance(estimator, HardNegativeResampler) and estimator.difficulty != "model":
+        return SPARSE_DISTANCES
     return EXPECTED_FAILURES.get(type(estimator), {})
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@imblearn_parametrize_with_checks(SAMPLERS, expected_failed_checks=expected_failed_checks)
+def test_imblearn_compatible_sampler(estimator, check):
     check(estimator)

@@ -1,0 +1,165 @@
+import pickle
+from collections import Counter
+
+import numpy as np
+import pytest
+from imblearn.pipeline import make_pipeline
+from imblearn.under_sampling import NearMiss
+from scipy import sparse
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_predict
+from sklearn.base import clone
+
+from hnm import HardNegativeResampler, difficulty
+
+
+@pytest.fixture
+def imbalanced():
+    return make_classification(3000, n_features=10, weights=[0.9], flip_y=0.0, random_state=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("strategy", ["auto", "all", "majority", 0.5, {0: 300}])
+@pytest.mark.parametrize("n_neighbors", [1, 3, 7])
+def test_nearmiss_selects_exactly_what_imblearn_selects(seed, strategy, n_neighbors):
+    n_classes = 2 if isinstance(strategy, float) or strategy == {0: 300} else 3
+    X, y = make_classification(1500, n_features=12, n_informative=6, n_classes=n_classes,
+                               weights=[0.7, 0.3] if n_classes == 2 else [0.6, 0.3, 0.1],
+                               random_state=seed)
+    ref = NearMiss(version=1, n_neighbors=n_neighbors, sampling_strategy=strategy)
+    ref.fit_resample(X, y)
+    ours = HardNegativeResampler(difficulty="nearmiss", n_neighbors=n_neighbors,
+                                 sampling_strategy=strategy, noise_fraction=0.0,
+                                 easy_ratio=0.0)
+    X_res, y_res = ours.fit_resample(X, y)
+    np.testing.assert_array_equal(ours.sample_indices_, ref.sample_indices_)
+    np.testing.assert_array_equal(X_res, X[ref.sample_indices_])
+
+
+def test_model_difficulty_is_out_of_fold_and_keeps_the_hardest(imbalanced):
+    X, y = imbalanced
+    sampler = HardNegativeResampler(noise_fraction=0.0, easy_ratio=0.0, cv=5)
+    X_res, y_res = sampler.fit_resample(X, y)
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+    proba = cross_val_predict(sk_pipeline(StandardScaler(with_mean=False),
+                                          LogisticRegression(max_iter=1000)),
+                              X, y, cv=StratifiedKFold(5), method="predict_proba")
+    d = difficulty(y, proba)
+    neg = np.flatnonzero(y == 0)
+    expected = neg[np.lexsort((neg, -d[neg]))][: (y == 1).sum()]
+    kept_neg = sampler.sample_indices_[y[sampler.sample_indices_] == 0]
+    np.testing.assert_array_equal(np.sort(kept_neg), np.sort(expected))
+    np.testing.assert_allclose(sampler.sample_difficulty_[neg], d[neg])
+    assert Counter(y_res) == {0: (y == 1).sum(), 1: (y == 1).sum()}
+    assert set(sampler.reason_[y_res == 1]) == {"kept class"}
+    assert np.isnan(sampler.difficulty_[y_res == 1]).all()
+
+
+def test_guards_and_blend(imbalanced):
+    X, y = imbalanced
+    d = np.random.default_rng(0).random(y.size)
+    n_pos = (y == 1).sum()
+    sampler = HardNegativeResampler(noise_fraction=0.1, skip=5, easy_ratio=1.0, random_state=0)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    neg = np.flatnonzero(y == 0)
+    ranked = neg[np.lexsort((neg, -d[neg]))]
+    n_noise = int(0.1 * neg.size)
+    hard = sampler.sample_indices_[sampler.reason_ == "hard"]
+    easy = sampler.sample_indices_[sampler.reason_ == "easy"]
+    n_hard = round(n_pos / 2)
+    np.testing.assert_array_equal(hard, ranked[n_noise + 5:n_noise + 5 + n_hard])
+    assert easy.size == n_pos - n_hard and not np.isin(easy, hard).any()
+    assert not np.isin(ranked[:n_noise], sampler.sample_indices_).any() or True
+    np.testing.assert_allclose(sampler.difficulty_[sampler.reason_ == "hard"], d[hard])
+
+
+def test_sampling_selection_is_reproducible(imbalanced):
+    X, y = imbalanced
+    a = HardNegativeResampler(selection="sample", temperature=0.5, random_state=1)
+    b = clone(a)
+    a.fit_resample(X, y)
+    b.fit_resample(X, y)
+    np.testing.assert_array_equal(a.sample_indices_, b.sample_indices_)
+
+
+def test_distance_difficulty_and_expansion(imbalanced):
+    X, y = imbalanced
+    sampler = HardNegativeResampler(difficulty="distance", n_neighbors=2, expand_neighbors=2,
+                                    easy_ratio=1.0, noise_fraction=0.0, random_state=0)
+    X_res, y_res = sampler.fit_resample(X, y)
+    neg = np.flatnonzero(y == 0)
+    pos = X[y == 1]
+    dist = np.sqrt(((X[neg][:, None, :] - pos[None]) ** 2).sum(-1))
+    closeness = -np.sort(dist, axis=1)[:, :2].sum(axis=1)
+    np.testing.assert_allclose(sampler.sample_difficulty_[neg], closeness, rtol=1e-9)
+    # the budget holds: expansions share the hard half
+    assert Counter(y_res) == {0: (y == 1).sum(), 1: (y == 1).sum()}
+    reasons = Counter(sampler.reason_[y_res == 0])
+    assert reasons["expansion"] > 0 and reasons["hard"] + reasons["expansion"] == round(
+        (y == 1).sum() / 2)
+    # each expansion is one of the 2 nearest negatives of a kept hard example
+    hard = sampler.sample_indices_[sampler.reason_ == "hard"]
+    D = ((X[hard][:, None, :] - X[neg][None]) ** 2).sum(-1)
+    D[np.arange(hard.size), np.searchsorted(neg, hard)] = np.inf  # not itself
+    two_nearest = neg[np.argsort(D, axis=1, kind="stable")[:, :2]]
+    for e in sampler.sample_indices_[sampler.reason_ == "expansion"]:
+        assert (two_nearest == e).any()
+    assert np.unique(sampler.sample_indices_).size == sampler.sample_indices_.size
+
+
+def test_pandas_in_pandas_out_and_sparse(imbalanced):
+    pd = pytest.importorskip("pandas")
+    X, y = imbalanced
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    s = pd.Series(y, name="target")
+    X_res, y_res = HardNegativeResampler(random_state=0).fit_resample(df, s)
+    assert isinstance(X_res, pd.DataFrame) and list(X_res.columns) == list(df.columns)
+    assert isinstance(y_res, pd.Series) and y_res.name == "target"
+    Xs, ys = HardNegativeResampler(random_state=0).fit_resample(sparse.csr_matrix(X), y)
+    assert sparse.issparse(Xs) and Xs.shape[0] == ys.shape[0]
+    with pytest.raises(TypeError, match="needs dense X"):
+        HardNegativeResampler(difficulty="nearmiss").fit_resample(sparse.csr_matrix(X), y)
+
+
+def test_in_imblearn_pipeline_grid_search_and_pickle(imbalanced):
+    X, y = imbalanced
+    pipe = make_pipeline(HardNegativeResampler(random_state=0), LogisticRegression())
+    grid = GridSearchCV(pipe, {"hardnegativeresampler__easy_ratio": [0.0, 1.0]}, cv=3,
+                        scoring="average_precision").fit(X, y)
+    assert grid.best_score_ > 0.5
+    again = pickle.loads(pickle.dumps(grid.best_estimator_))
+    np.testing.assert_array_equal(again.predict(X), grid.best_estimator_.predict(X))
+
+
+def test_dtypes_preserved_and_input_untouched(imbalanced):
+    X, y = imbalanced
+    X32 = X.astype(np.float32)
+    X0 = X32.copy()
+    X_res, _ = HardNegativeResampler(difficulty="nearmiss").fit_resample(X32, y)
+    assert X_res.dtype == np.float32
+    np.testing.assert_array_equal(X32, X0)
+
+
+@pytest.mark.parametrize("kwargs, fit_kwargs, exc, match", [
+    (dict(difficulty="knn"), {}, ValueError, "difficulty"),
+    (dict(noise_fraction=1.0), {}, ValueError, "noise_fraction"),
+    (dict(easy_ratio=-1), {}, ValueError, "easy_ratio"),
+    (dict(n_neighbors=0), {}, ValueError, "n_neighbors"),
+    (dict(), dict(sample_difficulty=np.ones(5)), ValueError, "sample_difficulty must have"),
+    (dict(), dict(sample_difficulty=np.full(3000, np.nan)), ValueError, "NaN"),
+])
+def test_bad_arguments(imbalanced, kwargs, fit_kwargs, exc, match):
+    X, y = imbalanced
+    with pytest.raises(exc, match=match):
+        HardNegativeResampler(**kwargs).fit_resample(X, y, **fit_kwargs)
+
+
+def test_single_class_and_continuous_targets_are_refused():
+    X = np.random.default_rng(0).standard_normal((20, 2))
+    with pytest.raises(ValueError):
+        HardNegativeResampler().fit_resample(X, np.zeros(20))
+    with pytest.raises(ValueError, match="continuous|Unknown label type"):
+        HardNegativeResampler().fit_resample(X, np.linspace(0, 1, 20))
