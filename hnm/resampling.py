@@ -12,7 +12,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from scipy import sparse
 
-from .pairs import search_hard_pairs
+from .pairs import nearest_l2_float64, search_hard_pairs
 from .scoring import MEASURES, difficulty as _difficulty
 from .selection import blend_easy, sample_by_difficulty, select_hardest
 
@@ -229,13 +229,13 @@ class HardNegativeResampler(BaseUnderSampler):
         return d
 
     def _sum_distances(self, queries, candidates, k, exclude_self):
-        """Sum of the Euclidean distances to the k nearest candidates."""
+        """Sum of the Euclidean distances to the k nearest candidates (exact)."""
         k = min(k, candidates.shape[0] - int(exclude_self))
         if k < 1:
             return np.zeros(queries.shape[0])
-        found = search_hard_pairs(queries, candidates, k, metric="l2", n_jobs=self.n_jobs,
-                                  exclude_self=exclude_self)
-        return np.sqrt(found.scores).sum(axis=1)
+        dist, _ = nearest_l2_float64(queries, candidates, k, exclude_self=exclude_self,
+                                     n_jobs=self.n_jobs)
+        return dist.sum(axis=1)
 
     def _model_difficulty(self, X, y, classes):
         # no centring: the same model for dense and sparse X (an unpenalised

@@ -46,43 +46,80 @@ cdef inline bint _excluded(intp_t j, const intp_t* ex, intp_t lo, intp_t end) no
     return lo < end and ex[lo] == j
 
 
+cdef enum:
+    # Scores are screened in blocks: one vectorisable pass over a cheap form of
+    # the key decides whether any score of the block can enter the heap.
+    SCREEN = 64
+
+
 cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
-                               int metric, floating qs, const floating* cs, floating cap,
-                               const intp_t* ex, intp_t ex_lo, intp_t ex_hi,
-                               bint exclude_self, intp_t q_label, const intp_t* c_labels,
-                               floating* keys, intp_t* idx, intp_t* size,
-                               intp_t k) noexcept nogil:
+                               int metric, floating qs, const floating* cs,
+                               floating cs_max, floating cap, const intp_t* ex,
+                               intp_t ex_lo, intp_t ex_hi, bint exclude_self,
+                               intp_t q_label, const intp_t* c_labels, floating* keys,
+                               intp_t* idx, intp_t* size, intp_t k) noexcept nogil:
     """Offer one query's scores against nb candidates (global ids c0 + j) to its
-    heap; return the number of NaN scores."""
-    cdef intp_t j, gj
+    heap; return the number of NaN scores.
+
+    Once the heap is full, a block is only walked if the screen lets a score
+    through: ip compares dot with thr; cosine compares dot * cs with thr / qs;
+    l2 compares 2 dot - cs with thr + qs. These forms differ from the keys only
+    by rounding, so the screen threshold is lowered by a bound on it: the screen
+    never drops a score that could enter (it is conservative, not exact).
+    """
+    cdef intp_t j, jj, end, gj
     cdef intp_t n_nan = 0
-    cdef floating key, thr, d
-    thr = keys[0] if size[0] == k else -INFINITY
-    for j in range(nb):
-        if metric == IP:
-            key = dots[j]
-        elif metric == COSINE:
-            key = dots[j] * qs * cs[j]
-        else:
-            d = qs + cs[j] - 2 * dots[j]
-            key = -d if d > 0 else 0
-        if key < thr or key > cap:
-            continue
-        if key != key:
-            n_nan += 1
-            continue
-        gj = c0 + j
-        if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
-            continue
-        if exclude_self and gj == qi:
-            continue
-        if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
-            continue
-        if q_label >= 0 and c_labels[j] == q_label:
-            continue
-        heap_push(keys, idx, size, k, key, gj)
-        if size[0] == k:
+    cdef floating key, thr, d, t, slack
+    cdef floating eps = 1.2e-7 if floating is float32_t else 2.3e-16
+    cdef int hit
+    j = 0
+    while j < nb:
+        end = j + SCREEN if j + SCREEN < nb else nb
+        if size[0] == k and not (metric == COSINE and qs == 0):
             thr = keys[0]
+            hit = 0
+            if metric == IP:
+                for jj in range(j, end):
+                    hit |= not (dots[jj] < thr)
+            elif metric == COSINE:
+                t = thr / qs
+                slack = 16 * eps * ((t if t > 0 else -t) + 1 / qs)
+                t = t - slack
+                for jj in range(j, end):
+                    hit |= not (dots[jj] * cs[jj] < t)
+            else:
+                t = thr + qs
+                slack = 16 * eps * ((thr if thr > 0 else -thr) + 2 * (qs + cs_max))
+                t = t - slack
+                for jj in range(j, end):
+                    hit |= not (2 * dots[jj] - cs[jj] < t)
+            if not hit:
+                j = end
+                continue
+        for jj in range(j, end):
+            if metric == IP:
+                key = dots[jj]
+            elif metric == COSINE:
+                key = dots[jj] * qs * cs[jj]
+            else:
+                d = qs + cs[jj] - 2 * dots[jj]
+                key = -d if d > 0 else 0
+            if key != key:
+                n_nan += 1
+                continue
+            if key > cap:
+                continue
+            gj = c0 + jj
+            if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
+                continue
+            if exclude_self and gj == qi:
+                continue
+            if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
+                continue
+            if q_label >= 0 and c_labels[jj] == q_label:
+                continue
+            heap_push(keys, idx, size, k, key, gj)
+        j = end
     return n_nan
 
 
@@ -131,6 +168,7 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     cdef intp_t n_nan = 0
     cdef int tid
     cdef floating* tile
+    cdef floating cs_max
     cdef bint use_labels = c_labels.shape[0] == n_c
     if n_q == 0 or n_c == 0 or k == 0:
         return 0
@@ -139,6 +177,9 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
         while cb < n_c:
             c1 = cb + c_block if cb + c_block < n_c else n_c
             nb = c1 - cb
+            cs_max = 0
+            for i in range(cb, c1):
+                cs_max = c_scale[i] if c_scale[i] > cs_max else cs_max
             for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
                 tid = threadid()
                 tile = &work[tid, 0]
@@ -148,7 +189,7 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                 for i in range(q0, q1):
                     n_nan += _screen_row(
                         tile + (i - q0) * nb, nb, c_offset + cb, i, metric, q_scale[i],
-                        &c_scale[cb], cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
+                        &c_scale[cb], cs_max, cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
                         exclude_self, q_labels[i] if use_labels else -1,
                         &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
                         &sizes[i], k)
