@@ -95,7 +95,7 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     n_columns = S.shape[1] if S.ndim == 2 else 2
     if S.ndim == 2 and n_columns < 2 and measure != "entropy":
         raise ValueError(f"y_score needs at least 2 columns, got {n_columns}.")
-    y, y_min, table = _encode(y_true, labels, n, n_columns, measure)
+    y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure, S.ndim == 2)
 
     wdt = working_dtype(S.dtype)
     out = np.empty(n, dtype=wdt if S.dtype == wdt else np.float64)
@@ -109,12 +109,17 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     if native:
         rows *= 8  # read in place: larger calls, still interruptible
     n_threads = openmp_max_threads()
+    seen_all = 0
     for r0 in range(0, n, rows):
         block = S[r0:r0 + rows] if native else as_working(S[r0:r0 + rows], wdt, "y_score")
         threads = max(1, min(n_threads, math.ceil(block.shape[0] / 4096)))
         if S.ndim == 2:
+            seen = np.zeros(-(-block.shape[0] // _scoring.BLOCK_ROWS), dtype=np.uint64) \
+                if check_seen else None
             _scoring.difficulty_rows(block, y[r0:r0 + rows], y_min, table, code, eps,
-                                     1e-3, out[r0:r0 + rows], bad, threads)
+                                     1e-3, out[r0:r0 + rows], bad, threads, seen)
+            if check_seen:
+                seen_all |= int(np.bitwise_or.reduce(seen)) if seen.size else 0
         else:
             _scoring.difficulty_binary(block, y[r0:r0 + rows], y_min, table, code, eps,
                                        out[r0:r0 + rows], bad, threads)
@@ -122,6 +127,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
             break
     if bad[0]:
         raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
+    if check_seen and n and seen_all != (1 << n_columns) - 1:
+        _check_n_labels(np.flatnonzero([(seen_all >> j) & 1 for j in range(n_columns)]),
+                        n_columns)
     if bad[1]:
         raise ValueError("y_score contains NaN or infinity.")
     if bad[2]:
@@ -132,8 +140,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     return out
 
 
-def _encode(y_true, labels, n, n_columns, measure):
-    """Labels as int64 values plus a lookup table value -> column (-1: unknown).
+def _encode(y_true, labels, n, n_columns, measure, matrix):
+    """Labels as int64 values, a lookup table value -> column (-1: unknown), and
+    whether the kernel must confirm that every column's label occurs.
 
     Integer labels are looked up inside the kernel (no sort of y); other labels
     are first encoded to their index in ``labels``.
@@ -142,7 +151,7 @@ def _encode(y_true, labels, n, n_columns, measure):
     if y_true is None:
         if measure != "entropy":
             raise ValueError(f"y_true is required for measure={measure!r}.")
-        return np.zeros(n, dtype=np.int64), 0, empty_table
+        return np.zeros(n, dtype=np.int64), 0, empty_table, False
     y = np.asarray(y_true)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y_true must have shape ({n},) to match y_score, got {y.shape}.")
@@ -156,10 +165,14 @@ def _encode(y_true, labels, n, n_columns, measure):
     if y.dtype.kind in "iub" and (labels is None or labels.dtype.kind in "iub"):
         y = y.astype(np.int64, copy=False)
         if n == 0:
-            return y, 0, empty_table
+            return y, 0, empty_table, False
         lo, hi = int(y.min()), int(y.max())
         if labels is not None:
             lo, hi = min(lo, int(labels.min())), max(hi, int(labels.max()))
+        if matrix and labels is None and 0 <= lo and hi < n_columns <= 64:
+            # labels 0..n_columns-1 map to their own column if all occur; the
+            # kernel reports the columns it saw, so checking that needs no pass
+            return y, 0, np.arange(n_columns, dtype=np.intp), True
         if 0 <= lo and hi < _MAX_TABLE:
             lo = 0  # index the table by the label itself: no shifted copy of y
         if hi - lo < _MAX_TABLE:
@@ -168,7 +181,7 @@ def _encode(y_true, labels, n, n_columns, measure):
                 _check_n_labels(labels, n_columns)
             table = np.full(hi - lo + 1, -1, dtype=np.intp)
             table[labels.astype(np.int64) - lo] = np.arange(labels.size)
-            return y, lo, table
+            return y, lo, table, False
     # general labels: encode by position in `labels`
     if labels is None:
         labels = np.unique(y)
@@ -180,7 +193,7 @@ def _encode(y_true, labels, n, n_columns, measure):
     found = sorted_labels[pos] == y
     codes = np.where(found, order[pos], -1).astype(np.int64)
     # codes are already columns; an identity table (-1 stays unknown via offset)
-    return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp)
+    return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp), False
 
 
 def _check_n_labels(labels, n_columns):

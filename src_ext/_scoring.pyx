@@ -10,7 +10,7 @@ the probability measures).
 from cython.parallel cimport prange
 from libc.math cimport log, fabs, INFINITY
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from _typedefs cimport intp_t, floating
 
@@ -34,6 +34,8 @@ cdef enum:
     # per-row reductions (max, sum) are independent chains the CPU overlaps,
     # instead of one serial chain of dependent max operations per row.
     ROWS = 64
+
+BLOCK_ROWS = ROWS  # for callers sizing the ``seen`` buffer
 
 
 cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
@@ -161,13 +163,15 @@ cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const in
 
 cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long long y_min,
                         const intp_t[::1] table, int measure, double eps, double sum_tol,
-                        floating[::1] out, long long* counts, int n_threads) noexcept nogil:
+                        floating[::1] out, long long* counts, uint64_t* seen,
+                        int n_threads) noexcept nogil:
     cdef intp_t n = S.shape[0]
     cdef intp_t C = S.shape[1]
     cdef intp_t n_table = table.shape[0]
     cdef intp_t n_blocks = (n + ROWS - 1) // ROWS
     cdef intp_t b, start, stop
-    cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed
+    cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed, t
+    cdef intp_t i
     for b in prange(n_blocks, schedule="static", num_threads=n_threads):
         start = b * ROWS
         stop = start + ROWS if start + ROWS < n else n
@@ -186,6 +190,13 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
         n_label += packed & 0xFFFFF
         n_fin += (packed >> 20) & 0xFFFFF
         n_prob += packed >> 40
+        if seen != NULL:
+            # which columns (< 64) the block's labels use, read from L1 again
+            seen[b] = 0
+            for i in range(start, stop):
+                t = y[i] - y_min
+                if 0 <= t < n_table and 0 <= table[t] < 64:
+                    seen[b] |= (<uint64_t> 1) << table[t]
     counts[0] += n_label
     counts[1] += n_fin
     counts[2] += n_prob
@@ -193,14 +204,23 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
 
 def difficulty_rows(const floating[:, ::1] S, const int64_t[::1] y, long long y_min,
                     const intp_t[::1] table, int measure, double eps, double sum_tol,
-                    floating[::1] out, long long[::1] bad, int n_threads):
+                    floating[::1] out, long long[::1] bad, int n_threads,
+                    uint64_t[::1] seen=None):
     """Difficulty of every row of ``S`` (n, C); the column of row i's label is
     ``table[y[i] - y_min]`` (-1: unknown). For entropy ``y`` and ``table`` are
-    unused (pass one-element arrays)."""
+    unused (pass one-element arrays). If ``seen`` (one entry per block of ROWS
+    rows) is given, ``seen[b]`` gets the bit set of columns < 64 that block b's
+    labels map to, so the caller learns which labels occur without another pass."""
     if S.shape[0] == 0 or S.shape[1] == 0:
         return
+    cdef uint64_t* seen_ptr = NULL
+    if seen is not None:
+        if seen.shape[0] < (S.shape[0] + ROWS - 1) // ROWS:
+            raise ValueError("seen needs one entry per block of rows")
+        seen_ptr = &seen[0]
     with nogil:
-        _rows_measure(S, y, y_min, table, measure, eps, sum_tol, out, &bad[0], n_threads)
+        _rows_measure(S, y, y_min, table, measure, eps, sum_tol, out, &bad[0], seen_ptr,
+                      n_threads)
 
 
 def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_min,

@@ -181,3 +181,14 @@ def test_single_label_needs_labels():
         difficulty([1, 1], np.array([0.3, -0.2]))
     np.testing.assert_allclose(difficulty([1, 1], np.array([0.3, -0.2]), labels=[0, 1]),
                                [-0.3, 0.2])
+
+
+def test_default_labels_must_all_occur_for_integer_labels(rng):
+    P = probabilities(300, 4, np.float64, 7)
+    y = rng.integers(0, 4, 300)
+    np.testing.assert_allclose(difficulty(y, P), reference(y, P, "margin"))
+    y_missing = np.where(y == 2, 1, y)  # labels 0, 1, 3 for 4 columns: ambiguous
+    with pytest.raises(ValueError, match="3 distinct labels but y_score has 4 columns"):
+        difficulty(y_missing, P)
+    np.testing.assert_allclose(difficulty(y_missing, P, labels=np.arange(4)),
+                               reference(y_missing, P, "margin"))
