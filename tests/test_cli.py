@@ -77,3 +77,22 @@ def test_help_has_an_example_for_every_command():
     for command in ("demo", "topk", "score", "mine"):
         run = hnm(command, "--help")
         assert run.returncode == 0 and f"hnm {command}" in run.stdout.split("example:")[1]
+
+
+def test_mine_writes_triplets(tmp_path):
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((500, 8)).astype(np.float32)
+    np.save(tmp_path / "c.npy", corpus)
+    np.save(tmp_path / "q.npy", corpus[:20] + 0.05)
+    np.save(tmp_path / "p.npy", np.arange(20))
+    run = hnm("mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
+              "--num-negatives", 2, "--relative-margin", 0.05, "-o", tmp_path / "t.csv")
+    assert run.returncode == 0, run.stderr
+    rows = np.loadtxt(tmp_path / "t.csv", delimiter=",", skiprows=1)
+    assert rows.shape == (40, 7)
+    assert np.all(rows[:, 1] == rows[:, 0]) and np.all(rows[:, 2] != rows[:, 0])
+    assert "n_short_queries=0" in run.stderr
+    np.save(tmp_path / "bad.npy", np.ones((20, 3), dtype=np.float32))
+    run = hnm("mine", tmp_path / "bad.npy", tmp_path / "p.npy", tmp_path / "c.npy",
+              "-o", tmp_path / "t.csv")
+    assert run.returncode == 2 and "dimension 3 but candidates have 8" in run.stderr
