@@ -49,8 +49,8 @@ DATASETS = {
 
 METHODS = {
     "random": dict(n_rounds=0, initial_fraction=1.0),
-    "hardest": dict(n_rounds=3),
-    "hardest+noise guard": dict(n_rounds=3, noise_fraction=0.02),
+    "hardest, no guard": dict(n_rounds=3, noise_fraction=0.0),
+    "defaults (2% guard)": dict(n_rounds=3),
     "hard+easy blend": dict(n_rounds=3, easy_ratio=1.0),
     "sample T=0.5": dict(n_rounds=3, selection="sample", temperature=0.5),
 }
