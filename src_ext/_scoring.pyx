@@ -161,6 +161,19 @@ cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const in
     return packed
 
 
+cdef uint64_t _seen_bits(const int64_t* y, intp_t n_rows, long long y_min,
+                         const intp_t* table, intp_t n_table) noexcept nogil:
+    """Bit set of the columns (< 64) that the labels y[:n_rows] map to."""
+    cdef uint64_t bits = 0
+    cdef intp_t i
+    cdef long long t
+    for i in range(n_rows):
+        t = y[i] - y_min
+        if 0 <= t < n_table and 0 <= table[t] < 64:
+            bits |= (<uint64_t> 1) << table[t]
+    return bits
+
+
 cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long long y_min,
                         const intp_t[::1] table, int measure, double eps, double sum_tol,
                         floating[::1] out, long long* counts, uint64_t* seen,
@@ -170,8 +183,7 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
     cdef intp_t n_table = table.shape[0]
     cdef intp_t n_blocks = (n + ROWS - 1) // ROWS
     cdef intp_t b, start, stop
-    cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed, t
-    cdef intp_t i
+    cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed
     for b in prange(n_blocks, schedule="static", num_threads=n_threads):
         start = b * ROWS
         stop = start + ROWS if start + ROWS < n else n
@@ -191,12 +203,7 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
         n_fin += (packed >> 20) & 0xFFFFF
         n_prob += packed >> 40
         if seen != NULL:
-            # which columns (< 64) the block's labels use, read from L1 again
-            seen[b] = 0
-            for i in range(start, stop):
-                t = y[i] - y_min
-                if 0 <= t < n_table and 0 <= table[t] < 64:
-                    seen[b] |= (<uint64_t> 1) << table[t]
+            seen[b] = _seen_bits(&y[start], stop - start, y_min, &table[0], n_table)
     counts[0] += n_label
     counts[1] += n_fin
     counts[2] += n_prob
