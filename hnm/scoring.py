@@ -99,6 +99,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
 
     wdt = working_dtype(S.dtype)
     out = np.empty(n, dtype=wdt if S.dtype == wdt else np.float64)
+    # fault the pages in here, in one thread: first touches from the kernel's
+    # OpenMP threads were measured 10x slower (page-fault contention)
+    out.fill(0)
     if S.dtype != wdt:
         wdt = out.dtype  # non-float32 inputs are scored in float64
     eps = float(np.finfo(S.dtype if S.dtype.kind == "f" else np.float64).eps)
