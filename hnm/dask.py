@@ -22,11 +22,14 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("hnm.dask needs dask: pip install 'hnm[dask]'") from exc
 
+from . import pairs as _pairs
+from . import retrieval as _retrieval
+from . import scoring as _scoring
 from .selection import TopK, _check_k_band
 from .selection import topk as _topk
-from ._validation import check_int, check_option
+from ._validation import as_csr, check_int, check_option
 
-__all__ = ["topk"]
+__all__ = ["topk", "difficulty", "search_hard_pairs", "mine_hard_negatives"]
 
 
 def _merge(values, indices, stop, largest):
@@ -155,3 +158,197 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="rais
     if values.dtype != x.dtype and not (indices < 0).any():
         values = values.astype(x.dtype)
     return TopK(values, indices)
+
+
+def _as_dask_2d(a, name):
+    a = a if isinstance(a, da.Array) else da.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got a {a.ndim}-D array.")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a real dtype, got dtype {a.dtype}.")
+    return a.rechunk({1: -1})  # blocks of whole rows
+
+
+def _score_block(y, S, measure, labels):
+    return _scoring.difficulty(y.reshape(-1), S, measure=measure, labels=labels)
+
+
+def difficulty(y_true, y_score, *, measure="margin", labels=None):
+    """:func:`hnm.difficulty` over a dask array, lazily, one block of rows at a time.
+
+    Parameters
+    ----------
+    y_true : dask or numpy array of shape (n,), or None for ``measure="entropy"``
+    y_score : dask or numpy array of shape (n, n_classes) or (n,)
+        Rechunked to blocks of whole rows.
+    measure, labels
+        As for :func:`hnm.difficulty`. Without ``labels`` the distinct labels
+        are computed first (one pass over ``y_true``).
+
+    Returns
+    -------
+    dask.array.Array of shape (n,)
+        Identical, row for row, to ``hnm.difficulty`` on the whole arrays.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import hnm.dask
+    >>> P = da.from_array(np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]]), chunks=2)
+    >>> hnm.dask.difficulty(np.array([0, 0, 1]), P).compute()
+    array([-0.8,  0.2, -0.6])
+    """
+    check_option(measure, "measure", _scoring.MEASURES)
+    S = y_score if isinstance(y_score, da.Array) else da.asarray(y_score)
+    if S.ndim not in (1, 2):
+        raise ValueError(f"y_score must be 1-D or 2-D, got a {S.ndim}-D array.")
+    if S.dtype.kind not in "biuf":
+        raise TypeError(f"y_score must have a real dtype, got dtype {S.dtype}.")
+    if S.ndim == 2:
+        S = S.rechunk({1: -1})
+    out_dtype = np.float32 if S.dtype == np.float32 else np.float64
+    if y_true is None:
+        if measure != "entropy":
+            raise ValueError(f"y_true is required for measure={measure!r}.")
+        y = da.zeros(S.shape[0], chunks=(S.chunks[0],), dtype=np.int64)
+        labels = np.arange(S.shape[1] if S.ndim == 2 else 2)
+    else:
+        y = y_true if isinstance(y_true, da.Array) else da.asarray(y_true)
+        if y.shape != (S.shape[0],):
+            raise ValueError(f"y_true must have shape ({S.shape[0]},) to match y_score, "
+                             f"got {y.shape}.")
+        y = y.rechunk((S.chunks[0],))
+        if labels is None:
+            labels = np.unique(np.asarray(da.unique(y)))
+    labels = np.asarray(labels)
+    if S.ndim == 2:
+        # labels as a column, so that its blocks line up with the rows of S
+        return da.map_blocks(_score_block, y[:, None], S, measure=measure, labels=labels,
+                             dtype=out_dtype, drop_axis=1, chunks=(S.chunks[0],))
+    return da.map_blocks(_score_block, y, S, measure=measure, labels=labels,
+                         dtype=out_dtype)
+
+
+def _local_exclusions(indptr, ids, offset, size):
+    """The exclusions that fall in candidates [offset, offset + size), as local ids."""
+    rows = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    inside = (ids >= offset) & (ids < offset + size)
+    counts = np.bincount(rows[inside], minlength=indptr.size - 1)
+    return np.concatenate([[0], np.cumsum(counts)]), ids[inside] - offset
+
+
+def _search_block(Q, block, offset, stop, metric, indptr, ids, max_score, q_codes,
+                  c_codes):
+    block = np.asarray(block)
+    local = _local_exclusions(indptr, ids, offset, block.shape[0])
+    res = _pairs.search_hard_pairs(
+        Q, block, min(stop, block.shape[0]), metric=metric, exclude=local,
+        max_score=max_score, query_labels=q_codes,
+        candidate_labels=None if c_codes is None else c_codes[offset:offset + block.shape[0]])
+    return res.scores, np.where(res.indices >= 0, res.indices + offset, -1)
+
+
+def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
+                      exclude_self=False, band=None, max_score=None, query_labels=None,
+                      candidate_labels=None, split_every=8):
+    """:func:`hnm.search_hard_pairs` with the candidates sharded across dask workers.
+
+    Every block of candidate rows is searched where it lies with the blocked
+    kernel, under global candidate ids (exclusions and labels honoured); the
+    per-block results are merged in a tree by (score, smaller global id).
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, dim)
+        Sent to every task (computed first if a dask array).
+    candidates : dask.array.Array or array-like of shape (n_candidates, dim)
+    k, metric, exclude, exclude_self, band, max_score, query_labels, candidate_labels
+        As for :func:`hnm.search_hard_pairs`.
+    split_every : int, default=8
+        Partial results per merge task.
+
+    Returns
+    -------
+    PairResult
+        numpy arrays; the same ids as ``hnm.search_hard_pairs`` on the whole
+        candidate matrix, except between scores equal within rounding (a GEMM
+        over differently sized blocks may round the last bit differently).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import hnm.dask
+    >>> corpus = da.from_array(np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]), chunks=2)
+    >>> hnm.dask.search_hard_pairs(np.array([[1.0, 0.1]]), corpus, 2).indices
+    array([[0, 2]])
+    """
+    check_option(metric, "metric", ("cosine", "ip", "l2"))
+    C = _as_dask_2d(candidates, "candidates")
+    Q = np.asarray(queries.compute() if isinstance(queries, da.Array) else queries)
+    if Q.ndim != 2 or Q.shape[1] != C.shape[1]:
+        raise ValueError(f"queries must be 2-D with the candidates' dimension {C.shape[1]}, "
+                         f"got shape {Q.shape}.")
+    split_every = check_int(split_every, "split_every", min_value=2)
+    n_q, n_c = Q.shape[0], C.shape[0]
+    start, stop = _check_k_band(k, band, n_c)
+    if exclude is None:
+        indptr, ids = np.zeros(n_q + 1, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    else:
+        indptr, ids = as_csr(exclude, n_q, n_c, "exclude")
+    if exclude_self:
+        if n_q > n_c:
+            raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
+        indptr, ids = _retrieval._union_csr(indptr, ids, np.arange(n_q + 1), np.arange(n_q))
+    q_codes = c_codes = None
+    if query_labels is not None or candidate_labels is not None:
+        q_codes, c_codes = _pairs._labels(query_labels, candidate_labels, n_q, n_c)
+    largest = metric != "l2"
+    Qd = dask.delayed(Q)
+    offsets = np.cumsum((0,) + C.chunks[0][:-1])
+    parts = [dask.delayed(_search_block)(Qd, block, int(off), stop, metric, indptr, ids,
+                                         max_score, q_codes, c_codes)
+             for block, off in zip(C.to_delayed().ravel(), offsets)]
+    scores, indices = dask.compute(_tree(parts, stop, largest, split_every))[0]
+    scores, indices = scores[:, start:], indices[:, start:]
+    scores = np.where(indices < 0, np.inf if metric == "l2" else -np.inf, scores)
+    return _pairs.PairResult(scores.astype(np.result_type(Q.dtype, C.dtype, np.float32)),
+                             indices)
+
+
+def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
+                        absolute_margin=None, relative_margin=None, max_score=None,
+                        min_score=None, sampling="top", easy_ratio=0.0, exclude=None,
+                        output="triplets", metric="cosine", random_state=None,
+                        split_every=8):
+    """:func:`hnm.mine_hard_negatives` with the corpus as a dask array.
+
+    The search runs as in :func:`search_hard_pairs` above; only the rows of the
+    positives and of random easy negatives are gathered to the client. Same
+    parameters and result as the single-machine function.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import hnm.dask
+    >>> rng = np.random.default_rng(0)
+    >>> corpus = rng.standard_normal((200, 8))
+    >>> mined = hnm.dask.mine_hard_negatives(corpus[:3], np.arange(3),
+    ...                                      da.from_array(corpus, chunks=64))
+    >>> len(mined)
+    9
+    """
+    C = _as_dask_2d(candidates, "candidates")
+
+    def search(Q, k, metric, exclude, max_score):
+        return search_hard_pairs(Q, C, k, metric=metric, exclude=exclude,
+                                 max_score=max_score, split_every=split_every)
+
+    return _retrieval._mine(queries, positives, C, search, num_negatives=num_negatives,
+                            band=band, absolute_margin=absolute_margin,
+                            relative_margin=relative_margin, max_score=max_score,
+                            min_score=min_score, sampling=sampling, easy_ratio=easy_ratio,
+                            exclude=exclude, output=output, metric=metric,
+                            random_state=random_state)

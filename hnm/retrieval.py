@@ -168,6 +168,25 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     >>> bool(np.all(mined.score <= mined.positive_score * 0.95 + 1e-6))
     True
     """
+    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
+
+    def search(Q, k, metric, exclude, max_score):
+        return search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, max_score=max_score,
+                                 block_size=block_size, progress=progress)
+
+    return _mine(queries, positives, C, search, num_negatives=num_negatives, band=band,
+                 absolute_margin=absolute_margin, relative_margin=relative_margin,
+                 max_score=max_score, min_score=min_score, sampling=sampling,
+                 easy_ratio=easy_ratio, exclude=exclude, output=output, metric=metric,
+                 random_state=random_state)
+
+
+def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin,
+          relative_margin, max_score, min_score, sampling, easy_ratio, exclude, output,
+          metric, random_state):
+    """mine_hard_negatives for validated candidates ``C`` (an ndarray or, from
+    hnm.dask, a dask array: only rows it indexes are read) and a ``search``
+    function ``search(Q, k, metric, exclude, max_score)`` returning a PairResult."""
     num_negatives = check_int(num_negatives, "num_negatives", min_value=1)
     sampling = check_option(sampling, "sampling", ("top", "random"))
     output = check_option(output, "output", ("triplets", "ntuple"))
@@ -183,7 +202,6 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
                                   or np.isnan(value)):
             raise TypeError(f"{name} must be a real number, got {value!r}.")
     Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
-    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
     if Q.shape[1] != C.shape[1]:
         raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
                          f"{C.shape[1]}.")
@@ -247,7 +265,7 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         hard_ids = np.full((n_q, 0), -1, dtype=np.intp)
         hard_sim = np.empty((n_q, 0))
     else:
-        found = _search(Q, C, stop, metric, (ex_ptr, ex_ids), cap, block_size, progress)
+        found = _search(search, Q, stop, metric, (ex_ptr, ex_ids), cap)
         hard_ids, hard_sim = found
         hard_ids, hard_sim = hard_ids[:, start:], hard_sim[:, start:]
     if min_score is not None:
@@ -303,15 +321,13 @@ def _union_csr(p1, i1, p2, i2):
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]), ids
 
 
-def _search(Q, C, k, metric, exclude, cap, block_size, progress):
+def _search(search, Q, k, metric, exclude, cap):
     """Survivors of the guards, closest first: (ids, similarities), padded with -1."""
     if metric == "l2":
         # the kernel ranks squared distances; similarity is their negation
-        result = search_hard_pairs(Q, C, k, metric="l2", exclude=exclude, max_score=-cap,
-                                   block_size=block_size, progress=progress)
+        result = search(Q, k, "l2", exclude, -cap)
         return result.indices, -result.scores.astype(np.float64)
-    result = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, max_score=cap,
-                               block_size=block_size, progress=progress)
+    result = search(Q, k, metric, exclude, cap)
     return result.indices, result.scores.astype(np.float64)
 
 

@@ -68,6 +68,59 @@ def test_bad_arguments():
         hnm.dask.topk(x, 1, split_every=1)
 
 
+def quasi_same_pairs(a, b, Q, C, metric):
+    np.testing.assert_array_equal(a.indices < 0, b.indices < 0)
+    if not np.array_equal(a.indices, b.indices):  # only swaps between rounding ties
+        np.testing.assert_allclose(np.sort(a.scores, axis=1), np.sort(b.scores, axis=1),
+                                   rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+
+@given(n_c=st.integers(2, 80), n_q=st.integers(1, 10), metric=st.sampled_from(["ip", "cosine", "l2"]),
+       data=st.data())
+def test_search_equals_single_machine_for_any_chunking(n_c, n_q, metric, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    C = rng.standard_normal((n_c, 5))
+    Q = rng.standard_normal((n_q, 5))
+    k = data.draw(st.integers(1, n_c))
+    exclude = [rng.choice(n_c, size=rng.integers(0, min(4, n_c)), replace=False)
+               for _ in range(n_q)]
+    labels = data.draw(st.booleans())
+    kw = dict(metric=metric, exclude=exclude,
+              exclude_self=data.draw(st.booleans()) and n_q <= n_c,
+              query_labels=rng.integers(0, 3, n_q) if labels else None,
+              candidate_labels=rng.integers(0, 3, n_c) if labels else None)
+    chunks = data.draw(st.integers(1, n_c))
+    got = hnm.dask.search_hard_pairs(Q, da.from_array(C, chunks=(chunks, 5)), k,
+                                     split_every=data.draw(st.integers(2, 4)), **kw)
+    quasi_same_pairs(got, hnm.search_hard_pairs(Q, C, k, **kw), Q, C, metric)
+
+
+@given(n=st.integers(1, 200), C=st.integers(2, 6), measure=st.sampled_from(hnm.scoring.MEASURES),
+       data=st.data())
+def test_difficulty_equals_single_machine(n, C, measure, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    P = rng.random((n, C))
+    P /= P.sum(axis=1, keepdims=True)
+    y = rng.integers(0, C, n)
+    chunks = data.draw(st.integers(1, n))
+    got = hnm.dask.difficulty(da.from_array(y, chunks=chunks), da.from_array(P, chunks=(chunks, 1)),
+                              measure=measure, labels=np.arange(C)).compute()
+    np.testing.assert_array_equal(got, hnm.difficulty(y, P, measure=measure, labels=np.arange(C)))
+
+
+def test_mine_equals_single_machine(rng):
+    C = rng.standard_normal((600, 8))
+    Q = C[:30] + 0.05 * rng.standard_normal((30, 8))
+    kw = dict(num_negatives=4, band=(2, 20), relative_margin=0.05, easy_ratio=1.0,
+              random_state=0)
+    a = hnm.dask.mine_hard_negatives(Q, np.arange(30), da.from_array(C, chunks=(97, 8)), **kw)
+    b = hnm.mine_hard_negatives(Q, np.arange(30), C, **kw)
+    np.testing.assert_array_equal(a.negative, b.negative)
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-9)
+    assert a.summary["n_short_queries"] == b.summary["n_short_queries"]
+
+
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -88,3 +141,19 @@ def test_on_a_two_worker_cluster_over_memmaps(client, tmp_path, rng):
     assert_same(hnm.dask.topk(darr, band=(10, 40), axis=-1, largest=False),
                 hnm.topk(x, band=(10, 40), axis=-1, largest=False))
     assert len(client.scheduler_info()["workers"]) == 2
+    C = rng.standard_normal((20_000, 16)).astype(np.float32)
+    np.save(tmp_path / "c.npy", C)
+    dC = da.from_array(np.load(tmp_path / "c.npy", mmap_mode="r"), chunks=(3000, 16))
+    Qs = C[:50] + 0.01
+    got = hnm.dask.search_hard_pairs(Qs, dC, 10, exclude_self=True)
+    quasi_same_pairs(got, hnm.search_hard_pairs(Qs, C, 10, exclude_self=True), Qs, C, "cosine")
+    mined = hnm.dask.mine_hard_negatives(Qs, np.arange(50), dC, num_negatives=3,
+                                         relative_margin=0.05)
+    ref = hnm.mine_hard_negatives(Qs, np.arange(50), C, num_negatives=3, relative_margin=0.05)
+    np.testing.assert_array_equal(mined.negative, ref.negative)
+    P = rng.random((5000, 4)).astype(np.float32)
+    P /= P.sum(axis=1, keepdims=True)
+    y = rng.integers(0, 4, 5000)
+    d = hnm.dask.difficulty(da.from_array(y, chunks=700), da.from_array(P, chunks=(700, 4)),
+                            measure="log_loss").compute()
+    np.testing.assert_array_equal(d, hnm.difficulty(y, P, measure="log_loss"))
