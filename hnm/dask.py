@@ -14,6 +14,8 @@ scheduler is active: the local threaded one, or a ``distributed.Client``
 connected to a cluster, e.g. ``Client("tcp://scheduler:8786")``, or one started
 by dask-jobqueue (``SLURMCluster``) or dask-kubernetes (``KubeCluster``).
 """
+import os
+
 import numpy as np
 
 try:
@@ -29,7 +31,49 @@ from .selection import TopK, _check_k_band
 from .selection import topk as _topk
 from ._validation import as_csr, check_int, check_option
 
-__all__ = ["topk", "difficulty", "search_hard_pairs", "mine_hard_negatives"]
+__all__ = ["from_npy", "topk", "difficulty", "search_hard_pairs", "mine_hard_negatives"]
+
+
+def _read_rows(path, start, stop):
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def from_npy(path, rows_per_block):
+    """A dask array over a ``.npy`` file whose blocks each worker reads itself.
+
+    ``da.from_array(np.load(path, mmap_mode="r"))`` pickles the memory map's data
+    into the graph when workers are processes; here every task opens the file and
+    copies only its rows, so no worker holds more than its blocks (the file must
+    be reachable under the same path on every worker, e.g. shared storage).
+
+    Parameters
+    ----------
+    path : str or path-like
+    rows_per_block : int
+
+    Returns
+    -------
+    dask.array.Array
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import hnm.dask
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.npy")
+    >>> np.save(path, np.arange(10.0))
+    >>> hnm.dask.from_npy(path, 4).chunks
+    ((4, 4, 2),)
+    """
+    path = os.fspath(path)
+    header = np.load(path, mmap_mode="r")
+    rows_per_block = check_int(rows_per_block, "rows_per_block", min_value=1)
+    n = header.shape[0]
+    blocks = [da.from_delayed(dask.delayed(_read_rows)(path, s, min(s + rows_per_block, n)),
+                              shape=(min(s + rows_per_block, n) - s,) + header.shape[1:],
+                              dtype=header.dtype)
+              for s in range(0, n, rows_per_block)]
+    return da.concatenate(blocks, axis=0)
 
 
 def _merge(values, indices, stop, largest):

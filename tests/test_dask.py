@@ -151,6 +151,10 @@ def test_on_a_two_worker_cluster_over_memmaps(client, tmp_path, rng):
                                          relative_margin=0.05)
     ref = hnm.mine_hard_negatives(Qs, np.arange(50), C, num_negatives=3, relative_margin=0.05)
     np.testing.assert_array_equal(mined.negative, ref.negative)
+    from_file = hnm.dask.from_npy(tmp_path / "c.npy", 3000)  # workers read their rows
+    assert from_file.chunks[0][:2] == (3000, 3000)
+    quasi_same_pairs(hnm.dask.search_hard_pairs(Qs, from_file, 10, exclude_self=True), got,
+                     Qs, C, "cosine")
     P = rng.random((5000, 4)).astype(np.float32)
     P /= P.sum(axis=1, keepdims=True)
     y = rng.integers(0, 4, 5000)
