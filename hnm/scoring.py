@@ -17,7 +17,6 @@ from ._validation import (
 __all__ = ["difficulty", "MEASURES"]
 
 MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
-_PROBABILITY_MEASURES = ("log_loss", "confidence", "entropy")
 # Rows per kernel call: bounds the memory of converted chunks, lets Ctrl-C in.
 DEFAULT_CHUNK_SIZE = 2**20
 # Integer labels spanning at most this many values are mapped with a lookup
