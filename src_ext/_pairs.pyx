@@ -92,7 +92,9 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
                 slack = 16 * eps * ((thr if thr > 0 else -thr) + 2 * (qs + cs_max))
                 t = t - slack
                 for jj in range(j, end):
-                    hit |= not (2 * dots[jj] - cs[jj] < t)
+                    # dots + dots, not 2 * dots: a double literal would widen the
+                    # float32 lanes and stop the loop from vectorising
+                    hit |= not ((dots[jj] + dots[jj]) - cs[jj] < t)
             if not hit:
                 j = end
                 continue
