@@ -14,7 +14,8 @@ from scipy import sparse
 
 from .pairs import nearest_l2_float64, search_hard_pairs
 from .scoring import MEASURES, difficulty as _difficulty
-from .selection import blend_easy, sample_by_difficulty, select_hardest
+from ._validation import check_finite_1d
+from .selection import _n_noise, blend_easy, sample_by_difficulty, select_hardest, topk
 
 __all__ = ["HardNegativeResampler"]
 
@@ -65,11 +66,17 @@ class HardNegativeResampler(BaseUnderSampler):
         Keep the hardest (after the guards), or sample with probability
         ``~ exp(difficulty / temperature)``.
     noise_fraction : float in [0, 1), default=0.05
-        Noise guard: never keep the hardest fraction of each under-sampled
-        class (suspected label noise).
+        Noise guard: the hardest ``floor(noise_fraction * n)`` of each
+        under-sampled class (suspected label noise) are never kept, neither as
+        hard, easy nor expansion examples, unless the class's target count
+        needs more than the rest of the class (then only the hardest that the
+        target allows are left out).
     skip : int, default=0
-        Rank band: skip this many more of the hardest.
+        Rank band for ``selection="hardest"``: skip this many more of the
+        hardest after the noise guard. Skipped examples may still be drawn as
+        easy ones.
     temperature : float > 0, default=1.0
+        For ``selection="sample"``.
     easy_ratio : float >= 0, default=9.0
         Random ("easy") examples per hard one within each class's budget:
         with 9.0 a tenth of the kept negatives are hard and the rest random
@@ -81,6 +88,14 @@ class HardNegativeResampler(BaseUnderSampler):
     random_state : int, RandomState instance or None
     n_jobs : int, optional
         Threads for the distance search and the out-of-fold scoring.
+
+    Notes
+    -----
+    Sparse X is accepted with ``difficulty="model"`` (the default estimator
+    does not centre, so it reads sparse rows as they are) and with a
+    precomputed ``sample_difficulty``. The distance-based difficulties and
+    ``expand_neighbors`` search exact distances on dense rows and refuse sparse
+    X with a ``TypeError`` (their ``input_tags.sparse`` is False).
 
     The defaults (``noise_fraction=0.05``, ``easy_ratio=9.0``) are what the
     quality benchmark ``benchmarks/bench_resampling.py`` supports. On data with
@@ -165,8 +180,12 @@ class HardNegativeResampler(BaseUnderSampler):
         X : {array-like, dataframe, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
         sample_difficulty : array-like of shape (n_samples,), optional
-            Precomputed difficulty (higher is harder), used instead of
-            ``difficulty``.
+            Precomputed difficulty (higher is harder, finite), used instead of
+            ``difficulty``, e.g. the losses of a production model. Inside an
+            imbalanced-learn Pipeline it arrives only through metadata routing
+            (``sklearn.set_config(enable_metadata_routing=True)`` and
+            ``set_fit_resample_request(sample_difficulty=True)``); without it
+            the Pipeline drops fit_resample parameters.
 
         Returns
         -------
@@ -204,18 +223,14 @@ class HardNegativeResampler(BaseUnderSampler):
     # ------------------------------------------------------------ difficulty
     def _sample_difficulty(self, X, y, classes, counts, given):
         n = y.shape[0]
+        under = np.isin(y, list(self.sampling_strategy_))
         if given is not None:
-            d = np.asarray(given, dtype=np.float64)
+            d = check_finite_1d(given, "sample_difficulty")
             if d.shape != (n,):
                 raise ValueError(f"sample_difficulty must have shape ({n},), got {d.shape}.")
-            if not np.isfinite(d).all():
-                raise ValueError("sample_difficulty contains NaN or infinity.")
-            return d
+            return np.where(under, d, np.nan)
         if self.difficulty == "model":
-            return self._model_difficulty(X, y, classes)
-        if sparse.issparse(X):
-            raise TypeError(f"difficulty={self.difficulty!r} needs dense X; use "
-                            "difficulty='model' for sparse data.")
+            return np.where(under, self._model_difficulty(X, y, classes), np.nan)
         X = np.asarray(X)
         d = np.full(n, np.nan)
         for c in self.sampling_strategy_:
@@ -259,51 +274,75 @@ class HardNegativeResampler(BaseUnderSampler):
     def _select(self, X, members, d, n_keep, rng):
         """Positions (within the class) to keep, and why."""
         n = d.size
+        # The noise guard: the hardest examples are suspected label noise and are
+        # never kept, as hard, easy or expansion, unless the class's target count
+        # needs them (a target above (1 - noise_fraction) of the class).
+        n_noise = min(_n_noise(self.noise_fraction, n), n - n_keep)
+        noise = topk(d, n_noise).indices if n_noise else np.empty(0, dtype=np.intp)
+        pool = np.delete(np.arange(n), noise)  # positions outside the guard, sorted
         n_hard = max(1, round(n_keep / (1.0 + self.easy_ratio))) if n_keep else 0
-        n_noise = int(self.noise_fraction * n)
-        available = max(n - n_noise - (self.skip if self.selection == "hardest" else 0), 0)
-        n_hard = min(n_hard, available)
-        if n_hard == 0:
-            hard = np.empty(0, dtype=np.intp)
-        elif self.selection == "hardest":
-            hard = select_hardest(d, n_hard, skip=self.skip, noise_fraction=self.noise_fraction)
+        if self.selection == "hardest":
+            # ranks n_noise .. are the pool's hardest: topk breaks ties the same way
+            n_hard = min(n_hard, max(pool.size - self.skip, 0))
+            hard = (select_hardest(d, n_hard, skip=n_noise + self.skip) if n_hard
+                    else np.empty(0, dtype=np.intp))
         else:
-            hard = sample_by_difficulty(d, n_hard, temperature=self.temperature,
-                                        noise_fraction=self.noise_fraction, random_state=rng)
+            n_hard = min(n_hard, pool.size)
+            hard = pool[sample_by_difficulty(d[pool], n_hard, temperature=self.temperature,
+                                             random_state=rng)] if n_hard else pool[:0]
         why = np.full(hard.size, "hard")
         if self.expand_neighbors and hard.size:
-            hard, why = self._expand(X, members, hard)
-        n_easy = min(n_keep - hard.size, n - hard.size)
+            hard, why = self._expand(X, members, pool, hard)
+        n_easy = n_keep - hard.size
         if n_easy <= 0:
             return hard, why
-        if hard.size == 0:
+        taken = np.concatenate([hard, noise])
+        if taken.size == 0:
             easy = rng.choice(n, size=n_easy, replace=False)
-            return easy, np.full(n_easy, "easy")
-        blend = blend_easy(hard, n, n_easy / hard.size, random_state=rng)
-        return blend.indices, np.concatenate([why, np.full(blend.indices.size - hard.size,
-                                                           "easy")])
+        else:
+            # the guarded examples go in as already taken, so no easy draw is one of them
+            easy = blend_easy(taken, n, n_easy / taken.size, random_state=rng).indices[
+                taken.size:]
+        return np.concatenate([hard, easy]), np.concatenate([why, np.full(easy.size, "easy")])
 
-    def _expand(self, X, members, hard):
-        """Each hard example followed by its nearest same-class neighbours, first
-        occurrences only, cut to the hard budget: similar examples are emphasised
-        within the budget, so the class still ends at its target count."""
-        if sparse.issparse(X):
-            raise TypeError("expand_neighbors needs dense X.")
-        Xc = np.asarray(_safe_indexing(X, members))
-        k = min(self.expand_neighbors, members.size - 1)
+    def _expand(self, X, members, pool, hard):
+        """Each hard example followed by its nearest same-class neighbours outside
+        the noise guard, first occurrences only, cut to the hard budget: similar
+        examples are emphasised within the budget, so the class still ends at its
+        target count."""
+        k = min(self.expand_neighbors, pool.size - 1)
         if k < 1:
             return hard, np.full(hard.size, "hard")
+        Xp = np.asarray(_safe_indexing(X, members[pool]))
+        at = np.searchsorted(pool, hard)  # the hard examples' rows in Xp
         # each hard example's k nearest others (itself excluded: one id per query)
-        near = search_hard_pairs(Xc[hard], Xc, k, metric="l2", exclude=hard,
+        near = search_hard_pairs(Xp[at], Xp, k, metric="l2", exclude=at,
                                  n_jobs=self.n_jobs).indices
-        seq = np.column_stack([hard, near]).ravel()
+        seq = np.column_stack([at, near]).ravel()
         seq = seq[seq >= 0]
         _, first = np.unique(seq, return_index=True)
-        seq = seq[np.sort(first)][: hard.size]
+        seq = pool[seq[np.sort(first)][: hard.size]]
         return seq, np.where(np.isin(seq, hard), "hard", "expansion")
+
+    def _dense_only(self):
+        """What in the configuration needs dense X (exact distance searches), or ''."""
+        if self.difficulty != "model":
+            return f"difficulty={self.difficulty!r}"
+        return "expand_neighbors" if self.expand_neighbors else ""
+
+    def _check_X_y(self, X, y, accept_sparse=None):
+        # refuse sparse X at validation, before any scoring, where the configuration
+        # searches distances: densifying sparse rows would not be bounded in memory
+        needs = self._dense_only()
+        if needs:
+            if sparse.issparse(X):
+                raise TypeError(f"{needs} needs dense X, got a sparse matrix; use "
+                                "difficulty='model' (without expand_neighbors) for sparse data.")
+            accept_sparse = False
+        return super()._check_X_y(X, y, accept_sparse=accept_sparse)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        tags.input_tags.sparse = not self._dense_only()
         tags.sampler_tags.sample_indices = True
         return tags

@@ -3,6 +3,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import sklearn
 from imblearn.pipeline import make_pipeline
 from imblearn.under_sampling import NearMiss
 from scipy import sparse
@@ -35,6 +36,21 @@ def test_nearmiss_selects_exactly_what_imblearn_selects(seed, strategy, n_neighb
     X_res, y_res = ours.fit_resample(X, y)
     np.testing.assert_array_equal(ours.sample_indices_, ref.sample_indices_)
     np.testing.assert_array_equal(X_res, X[ref.sample_indices_])
+
+
+@pytest.mark.parametrize("n_features", [3, 40])  # imblearn's kd-tree and brute paths
+@pytest.mark.parametrize("n_neighbors", [1, 3])
+def test_nearmiss_matches_imblearn_on_tied_and_duplicated_points(n_features, n_neighbors):
+    rng = np.random.default_rng(n_features)
+    X = rng.integers(0, 3, size=(600, n_features)).astype(float)  # many exact ties
+    X[300:340] = X[:40]  # duplicated rows
+    y = (rng.random(600) < 0.2).astype(int)
+    ref = NearMiss(version=1, n_neighbors=n_neighbors).fit(X, y)
+    ref.fit_resample(X, y)
+    ours = HardNegativeResampler(difficulty="nearmiss", n_neighbors=n_neighbors,
+                                 noise_fraction=0.0, easy_ratio=0.0)
+    ours.fit_resample(X, y)
+    np.testing.assert_array_equal(ours.sample_indices_, ref.sample_indices_)
 
 
 def test_model_difficulty_is_out_of_fold_and_keeps_the_hardest(imbalanced):
@@ -72,8 +88,64 @@ def test_guards_and_blend(imbalanced):
     n_hard = round(n_pos / 2)
     np.testing.assert_array_equal(hard, ranked[n_noise + 5:n_noise + 5 + n_hard])
     assert easy.size == n_pos - n_hard and not np.isin(easy, hard).any()
-    assert not np.isin(ranked[:n_noise], sampler.sample_indices_).any() or True
     np.testing.assert_allclose(sampler.difficulty_[sampler.reason_ == "hard"], d[hard])
+
+
+def test_noise_guarded_examples_are_never_kept_even_as_easy(imbalanced):
+    X, y = imbalanced
+    d = np.random.default_rng(1).random(y.size)
+    neg = np.flatnonzero(y == 0)
+    guarded = neg[np.lexsort((neg, -d[neg]))][: int(0.3 * neg.size)]
+    for kwargs in (dict(easy_ratio=50.0), dict(selection="sample", easy_ratio=3.0),
+                   dict(expand_neighbors=3, easy_ratio=1.0)):
+        sampler = HardNegativeResampler(noise_fraction=0.3, random_state=0, **kwargs)
+        _, y_res = sampler.fit_resample(X, y, sample_difficulty=d)
+        assert not np.isin(guarded, sampler.sample_indices_).any(), kwargs
+        assert (y_res == 0).sum() == (y == 1).sum()
+
+
+def test_a_target_above_the_guard_takes_the_least_hard_guarded_examples(imbalanced):
+    X, y = imbalanced
+    d = np.random.default_rng(2).random(y.size)
+    neg = np.flatnonzero(y == 0)
+    ranked = neg[np.lexsort((neg, -d[neg]))]
+    n_keep = neg.size - 10
+    sampler = HardNegativeResampler(sampling_strategy={0: n_keep}, noise_fraction=0.2,
+                                    easy_ratio=1.0, random_state=0)
+    _, y_res = sampler.fit_resample(X, y, sample_difficulty=d)
+    assert (y_res == 0).sum() == n_keep
+    # only the 10 hardest (the guard shrunk to what the target allows) are left out
+    np.testing.assert_array_equal(np.setdiff1d(neg, sampler.sample_indices_),
+                                  np.sort(ranked[:10]))
+
+
+def test_precomputed_difficulty_overrides_the_difficulty_source(imbalanced):
+    X, y = imbalanced
+    d = np.arange(y.size, dtype=float)  # later rows are harder
+    sampler = HardNegativeResampler(difficulty="nearmiss", noise_fraction=0.0,
+                                    easy_ratio=0.0)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    neg = np.flatnonzero(y == 0)
+    np.testing.assert_array_equal(sampler.sample_indices_[y[sampler.sample_indices_] == 0],
+                                  neg[::-1][: (y == 1).sum()])
+    # difficulty is reported for the under-sampled class only
+    assert np.isnan(sampler.sample_difficulty_[y == 1]).all()
+    np.testing.assert_array_equal(sampler.sample_difficulty_[neg], d[neg])
+    with pytest.raises(TypeError, match="sample_difficulty"):
+        sampler.fit_resample(X, y, sample_difficulty=np.array(["a"] * y.size))
+
+
+def test_precomputed_difficulty_through_an_imblearn_pipeline(imbalanced):
+    X, y = imbalanced
+    d = np.random.default_rng(3).random(y.size)
+    # imblearn's Pipeline passes fit_resample parameters only through metadata routing
+    with sklearn.config_context(enable_metadata_routing=True):
+        sampler = HardNegativeResampler(random_state=0).set_fit_resample_request(
+            sample_difficulty=True)
+        pipe = make_pipeline(sampler, LogisticRegression()).fit(X, y, sample_difficulty=d)
+    alone = HardNegativeResampler(random_state=0)
+    alone.fit_resample(X, y, sample_difficulty=d)
+    np.testing.assert_array_equal(pipe[0].sample_indices_, alone.sample_indices_)
 
 
 def test_sampling_selection_is_reproducible(imbalanced):
@@ -120,8 +192,13 @@ def test_pandas_in_pandas_out_and_sparse(imbalanced):
     assert isinstance(y_res, pd.Series) and y_res.name == "target"
     Xs, ys = HardNegativeResampler(random_state=0).fit_resample(sparse.csr_matrix(X), y)
     assert sparse.issparse(Xs) and Xs.shape[0] == ys.shape[0]
-    with pytest.raises(TypeError, match="needs dense X"):
-        HardNegativeResampler(difficulty="nearmiss").fit_resample(sparse.csr_matrix(X), y)
+    for kwargs in (dict(difficulty="nearmiss"), dict(difficulty="distance"),
+                   dict(expand_neighbors=2)):
+        sampler = HardNegativeResampler(**kwargs)
+        assert not sampler.__sklearn_tags__().input_tags.sparse
+        with pytest.raises(TypeError, match="needs dense X"):
+            sampler.fit_resample(sparse.csr_matrix(X), y)
+    assert HardNegativeResampler().__sklearn_tags__().input_tags.sparse
 
 
 def test_in_imblearn_pipeline_grid_search_and_pickle(imbalanced):
