@@ -120,6 +120,9 @@ class HardNegativeResampler(BaseUnderSampler):
         Why each sample was kept: "kept class", "hard", "easy" or "expansion".
     sample_difficulty_ : ndarray of shape (n_samples,)
         Difficulty of every sample of the under-sampled classes (NaN elsewhere).
+    noise_indices_ : ndarray of shape (n_guarded,)
+        Indices in ``X`` of the samples the noise guard left out (suspected
+        label noise, worth a look), hardest first within each class.
 
     Examples
     --------
@@ -200,7 +203,7 @@ class HardNegativeResampler(BaseUnderSampler):
         classes, counts = np.unique(y, return_counts=True)
         targets = self.sampling_strategy_
         d_all = self._sample_difficulty(X, y, classes, counts, sample_difficulty)
-        parts, diffs, reasons = [], [], []
+        parts, diffs, reasons, guarded = [], [], [], []
         for c in classes:
             members = np.flatnonzero(y == c)
             if c not in targets:
@@ -208,15 +211,18 @@ class HardNegativeResampler(BaseUnderSampler):
                 diffs.append(np.full(members.size, np.nan))
                 reasons.append(np.full(members.size, "kept class"))
                 continue
-            keep, why = self._select(X, members, d_all[members],
-                                     min(targets[c], members.size), rng)
+            keep, why, noise = self._select(X, members, d_all[members],
+                                            min(targets[c], members.size), rng)
             parts.append(members[keep])
+            guarded.append(members[noise])
             diffs.append(d_all[members[keep]])
             reasons.append(why)
         self.sample_indices_ = np.concatenate(parts)
         self.difficulty_ = np.concatenate(diffs)
         self.reason_ = np.concatenate(reasons)
         self.sample_difficulty_ = d_all
+        self.noise_indices_ = (np.concatenate(guarded) if guarded
+                               else np.empty(0, dtype=np.intp))
         return (_safe_indexing(X, self.sample_indices_),
                 _safe_indexing(y, self.sample_indices_))
 
@@ -272,7 +278,7 @@ class HardNegativeResampler(BaseUnderSampler):
 
     # ------------------------------------------------------------- selection
     def _select(self, X, members, d, n_keep, rng):
-        """Positions (within the class) to keep, and why."""
+        """Positions (within the class) to keep, why, and the noise-guarded ones."""
         n = d.size
         # The noise guard: the hardest examples are suspected label noise and are
         # never kept, as hard, easy or expansion, unless the class's target count
@@ -295,7 +301,7 @@ class HardNegativeResampler(BaseUnderSampler):
             hard, why = self._expand(X, members, pool, hard)
         n_easy = n_keep - hard.size
         if n_easy <= 0:
-            return hard, why
+            return hard, why, noise
         taken = np.concatenate([hard, noise])
         if taken.size == 0:
             easy = rng.choice(n, size=n_easy, replace=False)
@@ -303,7 +309,8 @@ class HardNegativeResampler(BaseUnderSampler):
             # the guarded examples go in as already taken, so no easy draw is one of them
             easy = blend_easy(taken, n, n_easy / taken.size, random_state=rng).indices[
                 taken.size:]
-        return np.concatenate([hard, easy]), np.concatenate([why, np.full(easy.size, "easy")])
+        return (np.concatenate([hard, easy]), np.concatenate([why, np.full(easy.size, "easy")]),
+                noise)
 
     def _expand(self, X, members, pool, hard):
         """Each hard example followed by its nearest same-class neighbours outside

@@ -101,6 +101,7 @@ def test_noise_guarded_examples_are_never_kept_even_as_easy(imbalanced):
         sampler = HardNegativeResampler(noise_fraction=0.3, random_state=0, **kwargs)
         _, y_res = sampler.fit_resample(X, y, sample_difficulty=d)
         assert not np.isin(guarded, sampler.sample_indices_).any(), kwargs
+        np.testing.assert_array_equal(sampler.noise_indices_, guarded)
         assert (y_res == 0).sum() == (y == 1).sum()
 
 
@@ -117,6 +118,7 @@ def test_a_target_above_the_guard_takes_the_least_hard_guarded_examples(imbalanc
     # only the 10 hardest (the guard shrunk to what the target allows) are left out
     np.testing.assert_array_equal(np.setdiff1d(neg, sampler.sample_indices_),
                                   np.sort(ranked[:10]))
+    np.testing.assert_array_equal(sampler.noise_indices_, ranked[:10])
 
 
 def test_precomputed_difficulty_overrides_the_difficulty_source(imbalanced):
