@@ -101,11 +101,36 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     # fault the pages in here, in one thread: first touches from the kernel's
     # OpenMP threads were measured 10x slower (page-fault contention)
     out.fill(0)
-    if S.dtype != wdt:
-        wdt = out.dtype  # non-float32 inputs are scored in float64
+    code = _scoring.MEASURES[measure]
+    bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
+    if check_seen and bad[0]:
+        # the labels are not 0..n_columns-1 after all: encode them and score again
+        y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
+                                              S.ndim == 2, exact=True)
+        bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
+    if bad[0]:
+        raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
+    if check_seen and n and seen_all != (1 << n_columns) - 1:
+        _check_n_labels(np.flatnonzero([(seen_all >> j) & 1 for j in range(n_columns)]),
+                        n_columns)
+    if bad[1]:
+        raise ValueError("y_score contains NaN or infinity.")
+    if bad[2]:
+        raise ValueError(
+            f"y_score must hold probabilities for measure={measure!r}: values in [0, 1]"
+            + (" with rows summing to 1" if S.ndim == 2 else "")
+            + "; use measure='margin' or 'hinge' for decision values.")
+    return out
+
+
+def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
+    """Run the kernel over row chunks of S into out; stop at the first chunk with
+    invalid input. Returns the invalid counts and the bit set of columns seen."""
+    n = S.shape[0]
+    n_columns = S.shape[1] if S.ndim == 2 else 2
+    wdt = out.dtype  # float32 only for float32 input; everything else in float64
     eps = float(np.finfo(S.dtype if S.dtype.kind == "f" else np.float64).eps)
     bad = np.zeros(3, dtype=np.longlong)
-    code = _scoring.MEASURES[measure]
     native = is_native(S) and S.flags.c_contiguous and S.dtype == wdt
     rows = max(1, chunk_size // n_columns)
     if native:
@@ -127,24 +152,14 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
                                        out[r0:r0 + rows], bad, threads)
         if bad.any():
             break
-    if bad[0]:
-        raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
-    if check_seen and n and seen_all != (1 << n_columns) - 1:
-        _check_n_labels(np.flatnonzero([(seen_all >> j) & 1 for j in range(n_columns)]),
-                        n_columns)
-    if bad[1]:
-        raise ValueError("y_score contains NaN or infinity.")
-    if bad[2]:
-        raise ValueError(
-            f"y_score must hold probabilities for measure={measure!r}: values in [0, 1]"
-            + (" with rows summing to 1" if S.ndim == 2 else "")
-            + "; use measure='margin' or 'hinge' for decision values.")
-    return out
+    return bad, seen_all
 
 
-def _encode(y_true, labels, n, n_columns, measure, matrix):
+def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
     """Labels as int64 values, a lookup table value -> column (-1: unknown), and
-    whether the kernel must confirm that every column's label occurs.
+    whether the table is a guess (labels 0..n_columns-1) that the kernel must
+    confirm: every column's label occurs and no other label does. ``exact``
+    makes no guess.
 
     Integer labels are looked up inside the kernel (no sort of y); other labels
     are first encoded to their index in ``labels``.
@@ -168,13 +183,16 @@ def _encode(y_true, labels, n, n_columns, measure, matrix):
         y = y.astype(np.int64, copy=False)
         if n == 0:
             return y, 0, empty_table, False
-        lo, hi = int(y.min()), int(y.max())
-        if labels is not None:
-            lo, hi = min(lo, int(labels.min())), max(hi, int(labels.max()))
-        if matrix and labels is None and 0 <= lo and hi < n_columns <= 64:
-            # labels 0..n_columns-1 map to their own column if all occur; the
-            # kernel reports the columns it saw, so checking that needs no pass
+        if labels is None and matrix and n_columns <= 64 and not exact:
+            # Most likely labels 0..n_columns-1, each its own column: the kernel
+            # counts any other label as unknown (the caller then encodes again,
+            # exactly) and reports the columns it saw, so this needs no pass over y.
             return y, 0, np.arange(n_columns, dtype=np.intp), True
+        if labels is None:
+            lo, hi = int(y.min()), int(y.max())
+        else:  # labels outside the table's range are unknown to the kernel anyway
+            labels = labels.astype(np.int64)
+            lo, hi = int(labels.min()), int(labels.max())
         if 0 <= lo and hi < _MAX_TABLE:
             lo = 0  # index the table by the label itself: no shifted copy of y
         if hi - lo < _MAX_TABLE:
@@ -182,7 +200,7 @@ def _encode(y_true, labels, n, n_columns, measure, matrix):
                 labels = np.flatnonzero(np.bincount(y if lo == 0 else y - lo)) + lo
                 _check_n_labels(labels, n_columns)
             table = np.full(hi - lo + 1, -1, dtype=np.intp)
-            table[labels.astype(np.int64) - lo] = np.arange(labels.size)
+            table[labels - lo] = np.arange(labels.size)
             return y, lo, table, False
     # general labels: encode by position in `labels`
     if labels is None:

@@ -29,6 +29,14 @@ cdef inline double _xlogx(double p) noexcept nogil:
     return p * log(p) if p > 0 else 0.0
 
 
+cdef inline intp_t _column(int64_t label, long long y_min, const intp_t* table,
+                           intp_t n_table) noexcept nogil:
+    """Column of a label, -1 if unknown. Unsigned arithmetic: a label below
+    y_min wraps to a huge offset instead of overflowing."""
+    cdef uint64_t t = <uint64_t> label - <uint64_t> y_min
+    return table[t] if t < <uint64_t> n_table else -1
+
+
 cdef enum:
     # Rows scored together: the column loop runs over a block of rows, so the
     # per-row reductions (max, sum) are independent chains the CPU overlaps,
@@ -52,15 +60,13 @@ cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
     cdef double acc[ROWS]
     cdef intp_t col[ROWS]
     cdef intp_t i, j
-    cdef long long t
     cdef double x, v
     cdef long long packed = 0
     cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
     for i in range(n_rows):
         col[i] = 0
         if measure != ENTROPY:
-            t = y[i] - y_min
-            col[i] = table[t] if 0 <= t < n_table else -1
+            col[i] = _column(y[i], y_min, table, n_table)
         z[i] = 0.0
         total[i] = 0.0
         lo[i] = 0.0
@@ -104,10 +110,7 @@ cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
 cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hinge,
                                   floating* out) noexcept nogil:
     """Margin (or hinge) of one row whose true column is c; 1 << 20 if not finite.
-
-    Two independent accumulators split the chain of dependent max operations;
-    the max over the other columns needs a second pass only when the true
-    class holds the row's maximum."""
+    The scalar path, for blocks holding a NaN or infinity (counted row by row)."""
     cdef intp_t j
     cdef floating x0, x1, b0 = -INFINITY, b1 = -INFINITY, z0 = 0, z1 = 0, best, v
     j = 0
@@ -146,18 +149,75 @@ cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hi
     return 0
 
 
+cdef extern from "_rowmax.h" nogil:
+    int hnm_margin_block_f32(const float* S, intp_t C, intp_t n_rows, const intp_t* cols,
+                             float* out)
+    int hnm_margin_block_f64(const double* S, intp_t C, intp_t n_rows, const intp_t* cols,
+                             double* out)
+    int hnm_proba_block_f32(const float* S, intp_t C, intp_t n_rows, const intp_t* cols,
+                            double tol, float* out)
+    int hnm_proba_block_f64(const double* S, intp_t C, intp_t n_rows, const intp_t* cols,
+                            double tol, double* out)
+
+
 cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                             long long y_min, const intp_t* table, intp_t n_table,
                             bint hinge, floating* out) noexcept nogil:
+    """Margins (or hinges) of n_rows <= ROWS rows, in vectors (_rowmax.h); a block
+    holding a NaN or infinity is rescanned row by row to count those rows."""
+    cdef intp_t cols[ROWS]
     cdef intp_t i
-    cdef long long t, packed = 0
+    cdef long long packed = 0
+    cdef int nonfinite
     for i in range(n_rows):
-        t = y[i] - y_min
-        if t < 0 or t >= n_table or table[t] < 0:
-            out[i] = 0
+        cols[i] = _column(y[i], y_min, table, n_table)
+        if cols[i] < 0:
             packed += 1
+    if floating is float:
+        nonfinite = hnm_margin_block_f32(S, C, n_rows, cols, out)
+    else:
+        nonfinite = hnm_margin_block_f64(S, C, n_rows, cols, out)
+    if nonfinite:
+        for i in range(n_rows):
+            if cols[i] >= 0:
+                packed += _margin_row(&S[i * C], C, cols[i], hinge, &out[i])
+    elif hinge:
+        for i in range(n_rows):
+            if cols[i] >= 0:  # out holds -margin
+                out[i] = <floating> (1.0 + out[i] if out[i] > -1.0 else 0.0)
+    return packed
+
+
+cdef long long _proba_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
+                           long long y_min, const intp_t* table, intp_t n_table,
+                           int measure, double eps, double sum_tol,
+                           floating* out) noexcept nogil:
+    """log_loss or confidence of n_rows <= ROWS rows: validated and read in vectors
+    (_rowmax.h); a block with an invalid row is rescanned by _block to count."""
+    cdef intp_t cols[ROWS]
+    cdef intp_t i
+    cdef long long packed = 0
+    cdef int invalid
+    cdef double v
+    for i in range(n_rows):
+        cols[i] = _column(y[i], y_min, table, n_table)
+        packed += cols[i] < 0
+    if floating is float:
+        invalid = hnm_proba_block_f32(S, C, n_rows, cols, sum_tol, out)
+    else:
+        invalid = hnm_proba_block_f64(S, C, n_rows, cols, sum_tol, out)
+    if invalid:
+        return _block(S, C, n_rows, y, y_min, table, n_table, measure, eps, sum_tol, out)
+    for i in range(n_rows):
+        if cols[i] < 0:
+            continue
+        v = out[i]  # the true class's probability
+        if measure == CONFIDENCE:
+            out[i] = <floating> (1.0 - v)
         else:
-            packed += _margin_row(&S[i * C], C, table[t], hinge, &out[i])
+            v = eps if v < eps else v
+            v = 1.0 - eps if v > 1.0 - eps else v
+            out[i] = <floating> (-log(v))
     return packed
 
 
@@ -165,12 +225,11 @@ cdef uint64_t _seen_bits(const int64_t* y, intp_t n_rows, long long y_min,
                          const intp_t* table, intp_t n_table) noexcept nogil:
     """Bit set of the columns (< 64) that the labels y[:n_rows] map to."""
     cdef uint64_t bits = 0
-    cdef intp_t i
-    cdef long long t
+    cdef intp_t i, c
     for i in range(n_rows):
-        t = y[i] - y_min
-        if 0 <= t < n_table and 0 <= table[t] < 64:
-            bits |= (<uint64_t> 1) << table[t]
+        c = _column(y[i], y_min, table, n_table)
+        if 0 <= c < 64:
+            bits |= (<uint64_t> 1) << c
     return bits
 
 
@@ -191,11 +250,11 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
             packed = _margin_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
                                   n_table, measure == HINGE, &out[start])
         elif measure == LOG_LOSS:
-            packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                            n_table, LOG_LOSS, eps, sum_tol, &out[start])
+            packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                                 n_table, LOG_LOSS, eps, sum_tol, &out[start])
         elif measure == CONFIDENCE:
-            packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                            n_table, CONFIDENCE, eps, sum_tol, &out[start])
+            packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
+                                 n_table, CONFIDENCE, eps, sum_tol, &out[start])
         else:
             packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
                             n_table, ENTROPY, eps, sum_tol, &out[start])
@@ -238,7 +297,6 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
     cdef intp_t n = f.shape[0]
     cdef intp_t n_table = table.shape[0]
     cdef intp_t i, c
-    cdef long long t
     cdef double v, sgn, p
     cdef long long n_label = 0, n_fin = 0, n_prob = 0
     cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
@@ -248,12 +306,11 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
         for i in prange(n, schedule="static", num_threads=n_threads):
             c = 1
             if measure != ENTROPY:
-                t = y[i] - y_min
-                if t < 0 or t >= n_table or table[t] < 0:
+                c = _column(y[i], y_min, &table[0], n_table)
+                if c < 0:
                     n_label += 1
                     out[i] = 0
                     continue
-                c = table[t]
             v = f[i]
             if not (v - v == 0):
                 n_fin += 1

@@ -44,7 +44,7 @@ def probabilities(n, C, dtype, seed):
     return P.astype(dtype)
 
 
-@given(n=st.integers(0, 300), C=st.integers(2, 12),
+@given(n=st.integers(0, 300), C=st.integers(2, 40),
        dtype=st.sampled_from([np.float32, np.float64]),
        measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
 def test_matrix_scores_match_reference(n, C, dtype, measure, data):
@@ -61,6 +61,44 @@ def test_matrix_scores_match_reference(n, C, dtype, measure, data):
     assert got.dtype == dtype and got.shape == (n,)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, reference(y, P, measure), rtol=tol, atol=tol)
+
+
+@given(n=st.integers(1, 200), C=st.integers(2, 40),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       measure=st.sampled_from(["margin", "hinge"]), data=st.data())
+def test_margins_of_decision_values_any_width(n, C, dtype, measure, data):
+    # every width the vectorised row scan handles differently: fewer columns than
+    # lanes, exact multiples, an overlapping last vector; ties; one bad value anywhere
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    D = (rng.standard_normal((n, C)) * 3).round(data.draw(st.sampled_from([0, 1, 6])))
+    D = D.astype(dtype)
+    y = rng.integers(0, C, n)
+    bad = data.draw(st.sampled_from([None, np.nan, np.inf, -np.inf]))
+    if bad is not None:
+        D[rng.integers(n), rng.integers(C)] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            difficulty(y, D, measure=measure, labels=np.arange(C))
+        return
+    got = difficulty(y, D, measure=measure, labels=np.arange(C))
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, reference(y, D, measure), rtol=tol, atol=tol)
+
+
+@given(n=st.integers(1, 200), C=st.integers(2, 40),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       measure=st.sampled_from(["log_loss", "confidence", "entropy"]),
+       bad=st.sampled_from(["negative", "above one", "sum", "nan", "inf"]), data=st.data())
+def test_one_invalid_probability_anywhere_is_caught(n, C, dtype, measure, bad, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    P = probabilities(n, C, dtype, rng.integers(2**16))
+    i, j = rng.integers(n), rng.integers(C)
+    if bad == "sum":
+        P[i] *= 1.01
+    else:
+        P[i, j] = {"negative": -1e-3, "above one": 1.5, "nan": np.nan, "inf": np.inf}[bad]
+    match = "NaN or infinity" if bad in ("nan", "inf") else "probabilities"
+    with pytest.raises(ValueError, match=match):
+        difficulty(rng.integers(0, C, n), P, measure=measure, labels=np.arange(C))
 
 
 @given(n=st.integers(1, 200), measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
