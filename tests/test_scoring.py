@@ -230,3 +230,15 @@ def test_default_labels_must_all_occur_for_integer_labels(rng):
         difficulty(y_missing, P)
     np.testing.assert_allclose(difficulty(y_missing, P, labels=np.arange(4)),
                                reference(y_missing, P, "margin"))
+
+
+@pytest.mark.parametrize("values", [[5, 7, 9], [-1, 0, 1], [1, 2, 3], [0, 1, 2**40]])
+def test_integer_labels_other_than_column_indices(values, rng):
+    # sorted distinct labels map to columns in order, as with an estimator's classes_
+    P = probabilities(500, 3, np.float64, 0)
+    codes = rng.integers(0, 3, 500)
+    y = np.asarray(values)[codes]
+    np.testing.assert_allclose(difficulty(y, P), reference(codes, P, "margin"))
+    np.testing.assert_allclose(difficulty(y, P, labels=values), reference(codes, P, "margin"))
+    with pytest.raises(ValueError, match="not in labels"):
+        difficulty(np.r_[y[:-1], 4], P, labels=values)
