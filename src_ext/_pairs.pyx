@@ -48,8 +48,46 @@ cdef inline bint _excluded(intp_t j, const intp_t* ex, intp_t lo, intp_t end) no
 
 cdef enum:
     # Scores are screened in blocks: one vectorisable pass over a cheap form of
-    # the key decides whether any score of the block can enter the heap.
+    # the key decides whether any score of the block can enter the heap. A block
+    # that passes is screened again in sub-blocks, so only those are walked one
+    # score at a time (a full heap of k still takes ~k log(n/k) entries per query:
+    # walking whole blocks for them was a third of a k=11 l2 search).
     SCREEN = 64
+    SUB_SCREEN = 8
+
+
+cdef inline floating _screen_threshold(int metric, floating thr, floating qs,
+                                       floating cs_max) noexcept nogil:
+    """The screen's threshold for heap root thr, lowered by a bound on the
+    rounding difference between the screened form and the key."""
+    cdef floating eps = 1.2e-7 if floating is float32_t else 2.3e-16
+    cdef floating t
+    if metric == IP:
+        return thr
+    if metric == COSINE:
+        t = thr / qs
+        return t - 16 * eps * ((t if t > 0 else -t) + 1 / qs)
+    return (thr + qs) - 16 * eps * ((thr if thr > 0 else -thr) + 2 * (qs + cs_max))
+
+
+cdef inline int _screen_hit(const floating* dots, const floating* cs, intp_t j, intp_t end,
+                            int metric, floating t) noexcept nogil:
+    """Can any score in [j, end) reach threshold t (NaN counts as a hit)?
+    ip compares dot with t; cosine dot * cs; l2 2 dot - cs."""
+    cdef intp_t jj
+    cdef int hit = 0
+    if metric == IP:
+        for jj in range(j, end):
+            hit |= not (dots[jj] < t)
+    elif metric == COSINE:
+        for jj in range(j, end):
+            hit |= not (dots[jj] * cs[jj] < t)
+    else:
+        for jj in range(j, end):
+            # dots + dots, not 2 * dots: a double literal would widen the
+            # float32 lanes and stop the loop from vectorising
+            hit |= not ((dots[jj] + dots[jj]) - cs[jj] < t)
+    return hit
 
 
 cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
@@ -61,67 +99,71 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
     """Offer one query's scores against nb candidates (global ids c0 + j) to its
     heap; return the number of NaN scores.
 
-    Once the heap is full, a block is only walked if the screen lets a score
-    through: ip compares dot with thr; cosine compares dot * cs with thr / qs;
-    l2 compares 2 dot - cs with thr + qs. These forms differ from the keys only
-    by rounding, so the screen threshold is lowered by a bound on it: the screen
-    never drops a score that could enter (it is conservative, not exact).
+    Once the heap is full, scores are only walked where the screen lets one
+    through. The screened forms differ from the keys only by rounding, and the
+    screen threshold is lowered by a bound on it: the screen never drops a score
+    that could enter (it is conservative, not exact). A threshold computed from
+    an older heap root stays conservative: the root only rises.
     """
-    cdef intp_t j, jj, end, gj
+    cdef intp_t j, end, s, s_end
     cdef intp_t n_nan = 0
-    cdef floating key, thr, d, t, slack
-    cdef floating eps = 1.2e-7 if floating is float32_t else 2.3e-16
-    cdef int hit
+    cdef floating t
     j = 0
     while j < nb:
         end = j + SCREEN if j + SCREEN < nb else nb
         if size[0] == k and not (metric == COSINE and qs == 0):
-            thr = keys[0]
-            hit = 0
-            if metric == IP:
-                for jj in range(j, end):
-                    hit |= not (dots[jj] < thr)
-            elif metric == COSINE:
-                t = thr / qs
-                slack = 16 * eps * ((t if t > 0 else -t) + 1 / qs)
-                t = t - slack
-                for jj in range(j, end):
-                    hit |= not (dots[jj] * cs[jj] < t)
-            else:
-                t = thr + qs
-                slack = 16 * eps * ((thr if thr > 0 else -thr) + 2 * (qs + cs_max))
-                t = t - slack
-                for jj in range(j, end):
-                    # dots + dots, not 2 * dots: a double literal would widen the
-                    # float32 lanes and stop the loop from vectorising
-                    hit |= not ((dots[jj] + dots[jj]) - cs[jj] < t)
-            if not hit:
+            t = _screen_threshold(metric, keys[0], qs, cs_max)
+            if not _screen_hit(dots, cs, j, end, metric, t):
                 j = end
                 continue
-        for jj in range(j, end):
-            if metric == IP:
-                key = dots[jj]
-            elif metric == COSINE:
-                key = dots[jj] * qs * cs[jj]
-            else:
-                d = qs + cs[jj] - 2 * dots[jj]
-                key = -d if d > 0 else 0
-            if key != key:
-                n_nan += 1
-                continue
-            if key > cap:
-                continue
-            gj = c0 + jj
-            if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
-                continue
-            if exclude_self and gj == qi:
-                continue
-            if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
-                continue
-            if q_label >= 0 and c_labels[jj] == q_label:
-                continue
-            heap_push(keys, idx, size, k, key, gj)
+            s = j
+            while s < end:
+                s_end = s + SUB_SCREEN if s + SUB_SCREEN < end else end
+                if _screen_hit(dots, cs, s, s_end, metric, t):
+                    n_nan += _walk(dots, s, s_end, c0, qi, metric, qs, cs, cap, ex, ex_lo,
+                                   ex_hi, exclude_self, q_label, c_labels, keys, idx, size, k)
+                    if size[0] == k:
+                        t = _screen_threshold(metric, keys[0], qs, cs_max)
+                s = s_end
+        else:
+            n_nan += _walk(dots, j, end, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
+                           exclude_self, q_label, c_labels, keys, idx, size, k)
         j = end
+    return n_nan
+
+
+cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, intp_t qi,
+                         int metric, floating qs, const floating* cs, floating cap,
+                         const intp_t* ex, intp_t ex_lo, intp_t ex_hi, bint exclude_self,
+                         intp_t q_label, const intp_t* c_labels, floating* keys,
+                         intp_t* idx, intp_t* size, intp_t k) noexcept nogil:
+    """Offer the scores [j, end) one by one; return the number of NaN scores."""
+    cdef intp_t jj, gj
+    cdef intp_t n_nan = 0
+    cdef floating key, d
+    for jj in range(j, end):
+        if metric == IP:
+            key = dots[jj]
+        elif metric == COSINE:
+            key = dots[jj] * qs * cs[jj]
+        else:
+            d = qs + cs[jj] - 2 * dots[jj]
+            key = -d if d > 0 else 0
+        if key != key:
+            n_nan += 1
+            continue
+        if key > cap:
+            continue
+        gj = c0 + jj
+        if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
+            continue
+        if exclude_self and gj == qi:
+            continue
+        if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
+            continue
+        if q_label >= 0 and c_labels[jj] == q_label:
+            continue
+        heap_push(keys, idx, size, k, key, gj)
     return n_nan
 
 
@@ -197,3 +239,26 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                         &sizes[i], k)
             cb = c1
     return n_nan
+
+
+def squared_l2_at(const double[:, ::1] Q, const double[:, ::1] C, const intp_t[:, ::1] ids,
+                  double[:, ::1] out, int n_threads):
+    """out[i, t] = |Q[i] - C[ids[i, t]]|^2 in float64, from the differences (no
+    cancellation); +inf where ids[i, t] < 0. Rows in parallel, no temporaries."""
+    cdef intp_t n = ids.shape[0], m = ids.shape[1], dim = Q.shape[1]
+    cdef intp_t i, t, j, d
+    cdef double s, x
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            for t in range(m):
+                j = ids[i, t]
+                if j < 0:
+                    out[i, t] = INFINITY
+                    continue
+                s = 0
+                for d in range(dim):
+                    x = Q[i, d] - C[j, d]
+                    s = s + x * x
+                out[i, t] = s

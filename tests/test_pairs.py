@@ -198,3 +198,27 @@ def test_bad_input_names_the_argument(Q, C, kwargs, exc, match):
 
 def test_top_level_names():
     assert hnm.search_hard_pairs is search_hard_pairs
+
+
+@given(n_q=st.integers(1, 40), n_c=st.integers(2, 300), dim=st.integers(1, 20),
+       k=st.integers(1, 6), grid=st.sampled_from([None, 1.0, 0.25]),
+       exclude_self=st.booleans(), seed=st.integers(0, 2**16))
+def test_nearest_l2_float64_is_exact(n_q, n_c, dim, k, grid, exclude_self, seed):
+    # float32 search + float64 refinement == float64 brute force, ties by the smaller
+    # index; integer grids tie often, so rows go through the re-search as well
+    from hnm.pairs import nearest_l2_float64
+    rng = np.random.default_rng(seed)
+    C = rng.standard_normal((n_c, dim)) * 10
+    if grid is not None:
+        C = (C / 10).round() * grid
+    C[rng.integers(n_c)] += 1e-9  # a near-tie below float32 resolution
+    Q = C[:min(n_q, n_c)] if exclude_self else rng.standard_normal((n_q, dim)) * 10
+    k = min(k, n_c - int(exclude_self))
+    dist, idx = nearest_l2_float64(Q, C, k, exclude_self=exclude_self)
+    D = ((Q[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+    if exclude_self:
+        D[np.arange(Q.shape[0]), np.arange(Q.shape[0])] = np.inf
+    ref = np.lexsort((np.broadcast_to(np.arange(n_c), D.shape), D), axis=1)[:, :k]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_allclose(dist, np.sqrt(np.take_along_axis(D, ref, axis=1)),
+                               rtol=1e-12, atol=1e-12)
