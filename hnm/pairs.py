@@ -116,7 +116,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if dtype.itemsize > 8:
         raise TypeError(f"dtype {dtype} is not supported: convert to float64 first.")
     Qw = np.ascontiguousarray(Q, dtype=dtype)
-    if not np.isfinite(Qw).all():
+    if not math.isfinite(_max_abs(Qw)):  # NaN or inf if any value is; no temporary
         raise ValueError("queries contain NaN or infinity.")
     metric_code = _pairs.METRICS[metric]
     q_scale = np.empty(n_q, dtype=dtype)
@@ -172,6 +172,11 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 _NO_LABELS = np.zeros(0, dtype=np.intp)
 
 
+
+def _max_abs(a):
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
 def _per_query(value, n_q, dtype):
     if value is None:
         return np.full(n_q, np.inf, dtype=dtype)
@@ -217,48 +222,65 @@ def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=Non
     """Exact float64 Euclidean k nearest neighbours, searched in float32.
 
     The blocked search runs in float32 (twice the GEMM speed) for ``k + 2``
-    candidates; their float64 distances are then computed directly and a
-    rigorous bound on the float32 rounding error proves, row by row, that no
-    candidate outside them can be nearer than the k-th. Rows without that proof
-    are searched again in float64. Returns (distances, indices) of shape
-    (n_queries, k): Euclidean (not squared) distances, nearest first, ties by
-    the smaller index.
+    candidates; their distances are then computed from the float64 differences
+    (no cancellation) and a rigorous bound on the search's rounding error proves,
+    row by row, that no candidate outside them can be nearer than the k-th. Rows
+    without that proof are searched again in float64 the same way; rows still
+    without one (ties, or near-ties below float64 resolution of the GEMM form) are
+    compared with every candidate directly. Returns (distances, indices) of shape
+    (n_queries, k): Euclidean (not squared) distances, nearest first, ties by the
+    smaller index.
     """
     Q = np.ascontiguousarray(queries, dtype=np.float64)
     C = np.ascontiguousarray(candidates, dtype=np.float64)
     n_q, dim = Q.shape
-    n_avail = C.shape[0] - int(exclude_self)
+    n_c = C.shape[0]
+    n_avail = n_c - int(exclude_self)
     # two spare candidates: with more, the float32 heaps take more entries (on
     # 200,000 x 50, k=3: k + 8 took 1.78 s, k + 2 1.43 s, k + 1 re-searched 336 rows)
     k2 = min(k + 2, n_avail)
     n_threads = openmp_max_threads() if n_jobs is None else n_jobs
-    found = search_hard_pairs(Q.astype(np.float32), C.astype(np.float32), k2, metric="l2",
-                              exclude_self=exclude_self, n_jobs=n_jobs)
     q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
     c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
-    # |float32 squared distance - exact| <= (dim + 4) u (|q| + |c|)^2, u = 2**-24,
-    # from rounding the inputs, the two norms and the dot product; doubled for margin
-    err = 2 * (dim + 4) * 2.0**-24 * (q_norm + c_norm_max) ** 2
     dist = np.empty((n_q, k))
     idx = np.empty((n_q, k), dtype=np.intp)
-    unproven = []
-    for s in range(0, n_q, chunk_rows):
-        ids = found.indices[s:s + chunk_rows]
-        exact = np.empty(ids.shape)
-        _pairs.squared_l2_at(Q[s:s + chunk_rows], C, ids, exact, n_threads)
-        order = np.lexsort((ids, exact), axis=1)
-        exact = np.take_along_axis(exact, order, axis=1)
-        ids = np.take_along_axis(ids, order, axis=1)
-        dist[s:s + chunk_rows] = np.sqrt(exact[:, :k])
-        idx[s:s + chunk_rows] = ids[:, :k]
-        if k2 < n_avail:
-            # an outside candidate is at least (float32 k2-th distance - err) away
-            floor = found.scores[s:s + chunk_rows, -1] - err[s:s + chunk_rows]
-            unproven.append(s + np.flatnonzero(~(floor > exact[:, k - 1])))
-    rows = np.concatenate(unproven) if unproven else np.empty(0, dtype=np.intp)
-    if rows.size:
-        again = search_hard_pairs(Q[rows], C, k, metric="l2", n_jobs=n_jobs,
+    rows = np.arange(n_q)
+    for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
+        Qr = Q if rows.size == n_q else Q[rows]
+        found = search_hard_pairs(Qr.astype(dtype, copy=False), C.astype(dtype, copy=False),
+                                  k2, metric="l2", n_jobs=n_jobs,
                                   exclude=rows if exclude_self else None)
-        dist[rows] = np.sqrt(again.scores)
-        idx[rows] = again.indices
+        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2, from
+        # rounding the inputs, the two norms and the dot product; doubled for margin
+        err = 2 * (dim + 4) * unit * (q_norm[rows] + c_norm_max) ** 2
+        unproven = []
+        for s in range(0, rows.size, chunk_rows):
+            r = rows[s:s + chunk_rows]
+            ids = found.indices[s:s + chunk_rows]
+            exact = np.empty(ids.shape)
+            _pairs.squared_l2_at(Qr[s:s + chunk_rows], C, ids, exact, n_threads)
+            order = np.lexsort((ids, exact), axis=1)
+            exact = np.take_along_axis(exact, order, axis=1)
+            dist[r] = np.sqrt(exact[:, :k])
+            idx[r] = np.take_along_axis(ids, order, axis=1)[:, :k]
+            if k2 < n_avail:
+                # an outside candidate is at least (k2-th distance searched - err) away
+                floor = found.scores[s:s + chunk_rows, -1] - err[s:s + chunk_rows]
+                unproven.append(r[~(floor > exact[:, k - 1])])
+        rows = np.concatenate(unproven) if unproven else rows[:0]
+        if not rows.size:
+            return dist, idx
+    # every candidate, compared directly: bounded chunks of rows
+    step = max(1, 2**22 // max(n_c, 1))
+    all_ids = np.arange(n_c)
+    for s in range(0, rows.size, step):
+        r = rows[s:s + step]
+        ids = np.tile(all_ids, (r.size, 1))
+        exact = np.empty(ids.shape)
+        _pairs.squared_l2_at(Q[r], C, ids, exact, n_threads)
+        if exclude_self:
+            exact[np.arange(r.size), r] = np.inf
+        order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # ties: smaller index
+        dist[r] = np.sqrt(np.take_along_axis(exact, order, axis=1))
+        idx[r] = order
     return dist, idx
