@@ -67,27 +67,28 @@ cdef inline floating _screen_threshold(int metric, floating thr, floating qs,
     if metric == COSINE:
         t = thr / qs
         return t - 16 * eps * ((t if t > 0 else -t) + 1 / qs)
-    return (thr + qs) - 16 * eps * ((thr if thr > 0 else -thr) + 2 * (qs + cs_max))
+    # l2 scales are half squared norms: the key is -2 (qs + cs - dot), screened as
+    # dot - cs against thr / 2 + qs
+    return (thr * 0.5 + qs) - 8 * eps * ((thr if thr > 0 else -thr) + 4 * (qs + cs_max))
 
 
 cdef inline int _screen_hit(const floating* dots, const floating* cs, intp_t j, intp_t end,
                             int metric, floating t) noexcept nogil:
     """Can any score in [j, end) reach threshold t (NaN counts as a hit)?
-    ip compares dot with t; cosine dot * cs; l2 2 dot - cs."""
+    ip compares dot with t; cosine dot * cs; l2 dot - cs (cs: half squared norms).
+    Accumulating "every score is below t" takes a compare and an and per value."""
     cdef intp_t jj
-    cdef int hit = 0
+    cdef int below = 1
     if metric == IP:
         for jj in range(j, end):
-            hit |= not (dots[jj] < t)
+            below &= dots[jj] < t
     elif metric == COSINE:
         for jj in range(j, end):
-            hit |= not (dots[jj] * cs[jj] < t)
+            below &= dots[jj] * cs[jj] < t
     else:
         for jj in range(j, end):
-            # dots + dots, not 2 * dots: a double literal would widen the
-            # float32 lanes and stop the loop from vectorising
-            hit |= not ((dots[jj] + dots[jj]) - cs[jj] < t)
-    return hit
+            below &= dots[jj] - cs[jj] < t
+    return not below
 
 
 cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
@@ -147,7 +148,8 @@ cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, 
         elif metric == COSINE:
             key = dots[jj] * qs * cs[jj]
         else:
-            d = qs + cs[jj] - 2 * dots[jj]
+            d = (qs + cs[jj]) - dots[jj]
+            d = d + d  # twice the half norms: the squared distance
             key = -d if d > 0 else 0
         if key != key:
             n_nan += 1
@@ -168,7 +170,8 @@ cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, 
 
 
 def candidate_scales(const floating[:, ::1] C, int metric, floating[::1] out):
-    """Per candidate: 1/norm (cosine; 0 for a zero vector) or squared norm (l2).
+    """Per candidate: 1/norm (cosine; 0 for a zero vector) or half the squared
+    norm (l2: the search works with |q|^2 / 2 + |c|^2 / 2 - q.c, doubled exactly).
     Returns False if a norm is not finite (NaN/inf in the block)."""
     cdef intp_t i, j, n = C.shape[0], d = C.shape[1]
     cdef double s, x
@@ -184,7 +187,7 @@ def candidate_scales(const floating[:, ::1] C, int metric, floating[::1] out):
             if metric == COSINE:
                 out[i] = <floating> (1.0 / sqrt(s) if s > 0 else 0.0)
             else:
-                out[i] = <floating> s
+                out[i] = <floating> (0.5 * s)
     return finite
 
 
