@@ -211,7 +211,9 @@ def test_nearest_l2_float64_is_exact(n_q, n_c, dim, k, grid, exclude_self, seed)
     C = rng.standard_normal((n_c, dim)) * 10
     if grid is not None:
         C = (C / 10).round() * grid
-    C[rng.integers(n_c)] += 1e-9  # a near-tie below float32 resolution
+        # a near-tie float32 cannot resolve but float64 computes exactly (every value
+        # and distance is a short dyadic fraction), so the reference order is exact
+        C[rng.integers(n_c), rng.integers(dim)] += 2.0**-14
     Q = C[:min(n_q, n_c)] if exclude_self else rng.standard_normal((n_q, dim)) * 10
     k = min(k, n_c - int(exclude_self))
     dist, idx = nearest_l2_float64(Q, C, k, exclude_self=exclude_self)
