@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import hnm
 from hnm.retrieval import mine_hard_negatives
@@ -44,6 +44,19 @@ def reference(Q, pos, C, *, num_negatives, band=(0, None), absolute_margin=None,
     return rows
 
 
+def _caps(S, pos, kwargs):
+    """Each query's upper guard on negative scores, as in reference (inf: none)."""
+    p = S[np.arange(S.shape[0]), pos]
+    cap = np.full(S.shape[0], np.inf)
+    if kwargs["absolute_margin"] is not None:
+        cap = np.minimum(cap, p - kwargs["absolute_margin"])
+    if kwargs["relative_margin"] is not None:
+        cap = np.minimum(cap, p - kwargs["relative_margin"] * np.abs(p))
+    if kwargs["max_score"] is not None:
+        cap = np.minimum(cap, kwargs["max_score"])
+    return cap
+
+
 def mined_per_query(mined, n_q):
     out = [[] for _ in range(n_q)]
     for q, n in zip(mined.query, mined.negative):
@@ -79,10 +92,18 @@ def test_matches_brute_force(n_c, dim, n_q, metric, data):
         max_score=data.draw(st.none() | st.floats(-1, 1)),
         min_score=data.draw(st.none() | st.floats(-2, 0)),
     )
+    S = similarity_matrix(Q, C, metric)
+    # a score within rounding of a guard's threshold is on either side of it, in
+    # float32 or float64 (dim=1 cosines are all exactly +-1, ties with the positive)
+    gap = np.abs(S - _caps(S, pos, kwargs)[:, None])
+    gap[np.arange(n_q), pos] = np.inf  # the positive itself is never a negative
+    assume(np.all(gap > 1e-5))
+    if kwargs["min_score"] is not None:
+        assume(np.all(np.abs(S - kwargs["min_score"]) > 1e-5))
     mined = mine_hard_negatives(Q, pos, C, **kwargs)
     expected = reference(Q, pos, C, **kwargs)
     got = mined_per_query(mined, n_q)
-    quasi_equal_rows(got, expected, similarity_matrix(Q, C, metric))
+    quasi_equal_rows(got, expected, S)
     assert mined.summary["n_short_queries"] == sum(len(e) < num for e in expected)
     np.testing.assert_array_equal(mined.positive, pos[mined.query])
     assert np.all(mined.is_hard)
