@@ -8,6 +8,7 @@ product, the cosine, or minus the squared Euclidean distance (clamped at 0).
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, INFINITY
+from libc.stdint cimport uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from _typedefs cimport intp_t, float32_t, floating
@@ -49,11 +50,12 @@ cdef inline bint _excluded(intp_t j, const intp_t* ex, intp_t lo, intp_t end) no
 cdef enum:
     # Scores are screened in blocks: one vectorisable pass over a cheap form of
     # the key decides whether any score of the block can enter the heap. A block
-    # that passes is screened again in sub-blocks, so only those are walked one
-    # score at a time (a full heap of k still takes ~k log(n/k) entries per query:
-    # walking whole blocks for them was a third of a k=11 l2 search).
+    # that passes is flagged score by score in a second vectorised pass, and only
+    # flagged scores are offered to the heap (a full heap of k still takes about
+    # k log(n/k) entries per query: walking whole blocks for them cost more than
+    # the screen itself).
     SCREEN = 64
-    SUB_SCREEN = 8
+    SCREEN_WORDS = 8  # SCREEN flags as uint64 words
 
 
 cdef inline floating _screen_threshold(int metric, floating thr, floating qs,
@@ -91,6 +93,24 @@ cdef inline int _screen_hit(const floating* dots, const floating* cs, intp_t j, 
     return not below
 
 
+cdef inline void _screen_flags(const floating* dots, const floating* cs, intp_t j,
+                               intp_t end, int metric, floating t,
+                               unsigned char* flags) noexcept nogil:
+    """flags[0:SCREEN]: 1 where the score j + i may reach t (NaN included), else 0."""
+    cdef intp_t i, n = end - j
+    if metric == IP:
+        for i in range(n):
+            flags[i] = not (dots[j + i] < t)
+    elif metric == COSINE:
+        for i in range(n):
+            flags[i] = not (dots[j + i] * cs[j + i] < t)
+    else:
+        for i in range(n):
+            flags[i] = not (dots[j + i] - cs[j + i] < t)
+    for i in range(n, SCREEN):
+        flags[i] = 0
+
+
 cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
                                int metric, floating qs, const floating* cs,
                                floating cs_max, floating cap, const intp_t* ex,
@@ -106,9 +126,11 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
     that could enter (it is conservative, not exact). A threshold computed from
     an older heap root stays conservative: the root only rises.
     """
-    cdef intp_t j, end, s, s_end
+    cdef intp_t j, end, w, b, jj
     cdef intp_t n_nan = 0
     cdef floating t
+    cdef uint64_t words[SCREEN_WORDS]
+    cdef unsigned char* flags = <unsigned char*> words
     j = 0
     while j < nb:
         end = j + SCREEN if j + SCREEN < nb else nb
@@ -117,15 +139,16 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
             if not _screen_hit(dots, cs, j, end, metric, t):
                 j = end
                 continue
-            s = j
-            while s < end:
-                s_end = s + SUB_SCREEN if s + SUB_SCREEN < end else end
-                if _screen_hit(dots, cs, s, s_end, metric, t):
-                    n_nan += _walk(dots, s, s_end, c0, qi, metric, qs, cs, cap, ex, ex_lo,
-                                   ex_hi, exclude_self, q_label, c_labels, keys, idx, size, k)
-                    if size[0] == k:
-                        t = _screen_threshold(metric, keys[0], qs, cs_max)
-                s = s_end
+            _screen_flags(dots, cs, j, end, metric, t, flags)
+            for w in range(SCREEN_WORDS):
+                if words[w] == 0:
+                    continue
+                for b in range(w * 8, w * 8 + 8):
+                    if flags[b]:
+                        jj = j + b
+                        n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex,
+                                       ex_lo, ex_hi, exclude_self, q_label, c_labels, keys,
+                                       idx, size, k)
         else:
             n_nan += _walk(dots, j, end, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
                            exclude_self, q_label, c_labels, keys, idx, size, k)
