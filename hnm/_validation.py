@@ -42,6 +42,9 @@ def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
             f"{name} must have a real (bool, integer or floating) dtype, "
             f"got dtype {arr.dtype}."
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        raise TypeError(f"{name} has dtype {arr.dtype}, which would be rounded: convert "
+                        "it to float64 first.")
     if arr.ndim < min_ndim:
         raise ValueError(f"{name} must be at least {min_ndim}-D, got a {arr.ndim}-D array.")
     if max_ndim is not None and arr.ndim > max_ndim:

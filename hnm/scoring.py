@@ -92,8 +92,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     n = S.shape[0]
     chunk_size = check_chunk_size(chunk_size, DEFAULT_CHUNK_SIZE)
     n_columns = S.shape[1] if S.ndim == 2 else 2
-    if S.ndim == 2 and n_columns < 2 and measure != "entropy":
-        raise ValueError(f"y_score needs at least 2 columns, got {n_columns}.")
+    if S.ndim == 2 and n_columns < (1 if measure == "entropy" else 2):
+        raise ValueError(f"y_score needs at least {1 if measure == 'entropy' else 2} "
+                         f"column(s) for measure={measure!r}, got {n_columns}.")
     y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure, S.ndim == 2)
 
     wdt = working_dtype(S.dtype)
@@ -108,6 +109,14 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
         y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
                                               S.ndim == 2, exact=True)
         bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
+    if measure == "entropy" and y_true is not None:
+        # the kernel does not look labels up for entropy: check them here, once
+        bad[0] = _count_unknown(y, y_min, table)
+        if check_seen and bad[0]:
+            y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
+                                                  S.ndim == 2, exact=True)
+            bad[0] = _count_unknown(y, y_min, table)
+            seen_all = (1 << n_columns) - 1  # checked by the exact encoding
     if bad[0]:
         raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
     if check_seen and n and seen_all != (1 << n_columns) - 1:
@@ -155,6 +164,13 @@ def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
     return bad, seen_all
 
 
+def _count_unknown(y, y_min, table):
+    """How many labels the kernels would find no column for (as _column does)."""
+    t = y.astype(np.uint64) - np.uint64(y_min % 2**64)  # wraps like the kernel
+    inside = t < table.size
+    return int(np.count_nonzero(~inside) + np.count_nonzero(table[t[inside]] < 0))
+
+
 def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
     """Labels as int64 values, a lookup table value -> column (-1: unknown), and
     whether the table is a guess (labels 0..n_columns-1) that the kernel must
@@ -177,10 +193,10 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
         if labels.ndim != 1 or labels.size != n_columns:
             raise ValueError(f"labels must have {n_columns} entries, one per column of "
                              f"y_score, got shape {labels.shape}.")
-        if np.unique(labels).size != labels.size:
+        if _unique(labels, "labels").size != labels.size:
             raise ValueError("labels must be distinct.")
-    if y.dtype.kind in "iub" and (labels is None or labels.dtype.kind in "iub"):
-        y = y.astype(np.int64, copy=False)
+    if _fits_int64(y) and (labels is None or _fits_int64(labels)):
+        y = np.ascontiguousarray(y, dtype=np.int64)  # the kernels read y[::1]
         if n == 0:
             return y, 0, empty_table, False
         if labels is None and matrix and n_columns <= 64 and not exact:
@@ -204,16 +220,35 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
             return y, lo, table, False
     # general labels: encode by position in `labels`
     if labels is None:
-        labels = np.unique(y)
+        labels = _unique(y, "y_true")
         _check_n_labels(labels, n_columns)
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    pos = np.searchsorted(sorted_labels, y)
-    pos = np.minimum(pos, sorted_labels.size - 1)
-    found = sorted_labels[pos] == y
+    try:
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        pos = np.searchsorted(sorted_labels, y)
+        pos = np.minimum(pos, sorted_labels.size - 1)
+        found = sorted_labels[pos] == y
+    except TypeError as exc:  # labels and y_true of types that do not compare
+        raise TypeError("y_true and labels must hold labels of one comparable type; "
+                        f"{exc}") from None
     codes = np.where(found, order[pos], -1).astype(np.int64)
     # codes are already columns; an identity table (-1 stays unknown via offset)
     return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp), False
+
+
+def _fits_int64(a):
+    """Integer or bool labels that int64 holds exactly (uint64 may not)."""
+    if a.dtype.kind in "ib":
+        return True
+    return a.dtype.kind == "u" and (a.dtype.itemsize < 8 or a.size == 0
+                                    or int(a.max()) < 2**63)
+
+
+def _unique(a, name):
+    try:
+        return np.unique(a)
+    except TypeError as exc:  # mixed types, None among strings, ...
+        raise TypeError(f"{name} must hold labels of one comparable type; {exc}") from None
 
 
 def _check_n_labels(labels, n_columns):

@@ -206,7 +206,8 @@ def test_inputs_are_not_modified(rng):
     (None, [[0.5, 0.5]], {}, ValueError, "y_true is required"),
     ([0, 1], [[1j, 0], [0, 1]], {}, TypeError, "real"),
     ([0, 1], np.ones((2, 2, 2)), {}, ValueError, "at most 2-D"),
-    ([0], [[1.0]], {}, ValueError, "at least 2 columns"),
+    ([0], [[1.0]], {}, ValueError, "at least 2 column"),
+    (None, np.zeros((3, 0)), dict(measure="entropy"), ValueError, "at least 1 column"),
     ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(chunk_size=0), ValueError, "chunk_size"),
 ])
 def test_bad_input_names_the_argument(y, S, kwargs, exc, match):
