@@ -222,7 +222,7 @@ def test_bad_arguments_name_the_argument(kwargs, exc, match):
     (np.array(["a", "b"]), TypeError, "real"),
     (np.array([1.0, None], dtype=object), TypeError, "real"),
     (np.empty(0), ValueError, "larger than the number of scores \\(0\\)"),
-    (np.ones(3, dtype=np.longdouble), TypeError, "not supported"),
+    (np.ones(3, dtype=np.longdouble), TypeError, "scores has dtype"),
 ])
 def test_bad_scores(scores, exc, match):
     if np.dtype(np.longdouble).itemsize == 8 and scores.dtype == np.longdouble:
