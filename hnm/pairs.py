@@ -1,8 +1,9 @@
 """Exact nearest-candidate search for hard pairs, streaming the candidates."""
 from collections import namedtuple
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 import math
 import numbers
+import threading
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -38,8 +39,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     ``k`` (ties by the smaller candidate index), screening out almost every
     score with one comparison. Memory depends on the block sizes and ``k``, not
     on the number of candidates, so ``candidates`` can be an ``np.memmap`` of
-    any size. The result is identical for every block size and thread count,
-    except where two scores are equal within floating-point rounding.
+    any size. The selected ids are the same for every block size and thread
+    count, except where two scores are equal within floating-point rounding; the
+    scores themselves can differ in the last bits, as BLAS sums a dot product in
+    an order that depends on the shape of the blocks.
 
     Parameters
     ----------
@@ -116,11 +119,8 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if dtype.itemsize > 8:
         raise TypeError(f"dtype {dtype} is not supported: convert to float64 first.")
     Qw = np.ascontiguousarray(Q, dtype=dtype)
-    if not math.isfinite(_max_abs(Qw)):  # NaN or inf if any value is; no temporary
-        raise ValueError("queries contain NaN or infinity.")
     metric_code = _pairs.METRICS[metric]
-    q_scale = np.empty(n_q, dtype=dtype)
-    _pairs.candidate_scales(Qw, metric_code, q_scale)
+    Qw, q_scale = _scaled(Qw, metric, metric_code, "queries")
     cap = _per_query(max_score, n_q, dtype)
     if metric == "l2" and max_score is not None:
         cap = -cap  # keys are minus distances: "closer than d" is "key above -d"
@@ -138,15 +138,13 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     n_nan = 0
     # BLAS runs inside our threads: one BLAS thread each, or they oversubscribe.
     # With a single thread of ours, BLAS may parallelise the GEMMs itself.
-    blas_limit = threadpool_limits(1, user_api="blas") if threads > 1 else nullcontext()
+    blas_limit = _single_threaded_blas() if threads > 1 else nullcontext()
     with blas_limit, progress_bar(progress, n_c, "search_hard_pairs", "candidates") as bar:
         for c0 in range(0, n_c, span):
             block = C[c0:c0 + span]
             if not native:
                 block = np.ascontiguousarray(block, dtype=dtype)
-            c_scale = np.empty(block.shape[0], dtype=dtype)
-            if not _pairs.candidate_scales(block, metric_code, c_scale):
-                raise ValueError("candidates contain NaN or infinity.")
+            block, c_scale = _scaled(block, metric, metric_code, "candidates")
             labels = c_lab[c0:c0 + span] if c_lab is not None else _NO_LABELS
             n_nan += _pairs.search_update(
                 Qw, q_scale, block, c_scale, c0, metric_code, cap, ex_ptr, ex_idx,
@@ -173,8 +171,64 @@ _NO_LABELS = np.zeros(0, dtype=np.intp)
 
 
 
-def _max_abs(a):
-    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+def _scaled(X, metric, metric_code, name):
+    """X and its per-row scales for the kernel, checked: NaN/inf raise; rows whose
+    norms are out of the dtype's safe range are scaled to unit norm for cosine
+    (which does not change a cosine) and raise for ip and l2 (scores overflow)."""
+    scale = np.empty(X.shape[0], dtype=X.dtype)
+    status = _pairs.candidate_scales(X, metric_code, scale)
+    if status == 0:
+        raise ValueError(f"{name} contain NaN or infinity.")
+    if status == 2:
+        if metric != "cosine":
+            raise ValueError(
+                f"{name} have norms so large that {metric} scores overflow {X.dtype}; "
+                "scale the embeddings down" + (" or pass float64" if X.dtype == np.float32
+                                               else "") + ".")
+        X = _unit_rows(X)
+        _pairs.candidate_scales(X, metric_code, scale)
+    return X, scale
+
+
+def _unit_rows(X, chunk_rows=4096):
+    """Rows of X scaled to unit norm without overflow or underflow: divided by their
+    largest magnitude first, in float64 (zero rows stay zero). A new array."""
+    out = np.empty(X.shape, dtype=X.dtype)
+    for s in range(0, X.shape[0], chunk_rows):
+        x = np.array(X[s:s + chunk_rows], dtype=np.float64)
+        m = np.abs(x).max(axis=1, keepdims=True) if x.shape[1] else np.ones((x.shape[0], 1))
+        m[m == 0] = 1
+        x /= m
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+        norm[norm == 0] = 1
+        out[s:s + chunk_rows] = x / norm
+    return out
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def _single_threaded_blas():
+    """BLAS at one thread while any search runs in our threads (each would
+    otherwise start its own BLAS threads). threadpoolctl's limits are process-wide,
+    so overlapping calls from several Python threads share one limit, set by the
+    first to enter and restored by the last to leave."""
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = threadpool_limits(1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def _per_query(value, n_q, dtype):
@@ -212,7 +266,11 @@ def _labels(query_labels, candidate_labels, n_q, n_c):
     if ql.shape != (n_q,) or cl.shape != (n_c,):
         raise ValueError(f"query_labels must have shape ({n_q},) and candidate_labels "
                          f"({n_c},); got {ql.shape} and {cl.shape}.")
-    uniq, codes = np.unique(np.concatenate([ql, cl]), return_inverse=True)
+    try:
+        uniq, codes = np.unique(np.concatenate([ql, cl]), return_inverse=True)
+    except TypeError as exc:  # mixed types, None among strings, ...
+        raise TypeError("query_labels and candidate_labels must hold labels of one "
+                        f"comparable type; {exc}") from None
     codes = codes.astype(np.intp)
     return codes[:n_q], codes[n_q:]
 

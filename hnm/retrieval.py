@@ -18,7 +18,7 @@ from ._validation import (
     check_positive_real,
     check_real_array,
 )
-from .pairs import search_hard_pairs
+from .pairs import _unit_rows, search_hard_pairs
 
 __all__ = ["MinedNegatives", "mine_hard_negatives"]
 
@@ -74,12 +74,8 @@ def _similarity(queries, vectors, metric):
     v = vectors.astype(np.float64)
     if metric == "ip":
         return np.einsum("ij,ij->i", q, v)
-    if metric == "cosine":
-        qn = np.linalg.norm(q, axis=1)
-        vn = np.linalg.norm(v, axis=1)
-        denom = qn * vn
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(denom > 0, np.einsum("ij,ij->i", q, v) / denom, 0.0)
+    if metric == "cosine":  # unit rows, as the search scales extreme ones; NaN stays NaN
+        return np.einsum("ij,ij->i", _unit_rows(q), _unit_rows(v))
     return -np.einsum("ij,ij->i", q - v, q - v)  # l2: minus the squared distance
 
 

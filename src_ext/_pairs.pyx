@@ -7,7 +7,7 @@ the heap (or a NaN) leaves the screen. Keys are "larger is better": the inner
 product, the cosine, or minus the squared Euclidean distance (clamped at 0).
 """
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrt, INFINITY
+from libc.math cimport sqrt, fabs, INFINITY
 from libc.stdint cimport uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -173,7 +173,7 @@ cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, 
         else:
             d = (qs + cs[jj]) - dots[jj]
             d = d + d  # twice the half norms: the squared distance
-            key = -d if d > 0 else 0
+            key = -d if not (d <= 0) else 0  # clamped at 0; NaN stays NaN
         if key != key:
             n_nan += 1
             continue
@@ -193,25 +193,37 @@ cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, 
 
 
 def candidate_scales(const floating[:, ::1] C, int metric, floating[::1] out):
-    """Per candidate: 1/norm (cosine; 0 for a zero vector) or half the squared
-    norm (l2: the search works with |q|^2 / 2 + |c|^2 / 2 - q.c, doubled exactly).
-    Returns False if a norm is not finite (NaN/inf in the block)."""
+    """Per row: 1/norm (cosine; 0 for a zero vector) or half the squared norm (l2:
+    the search works with |q|^2 / 2 + |c|^2 / 2 - q.c, doubled exactly).
+
+    Returns 0 if a value is NaN or infinite; else 2 if a squared norm lies where
+    scores are not safe in the dtype (above 2**120 for float32, 2**1000 for
+    float64: a dot product or distance could overflow; for cosine also a nonzero
+    one below 2**-100 / 2**-900, whose 1 / norm could overflow); else 1."""
     cdef intp_t i, j, n = C.shape[0], d = C.shape[1]
-    cdef double s, x
-    cdef bint finite = True
+    cdef double s, x, z, a
+    cdef double hi = 2.0**120 if floating is float32_t else 2.0**1000
+    cdef double lo = 2.0**-100 if floating is float32_t else 2.0**-900
+    cdef int status = 1
     with nogil:
         for i in range(n):
             s = 0
+            z = 0
+            a = 0
             for j in range(d):
                 x = C[i, j]
+                z += x - x  # NaN unless every value is finite
                 s += x * x
-            if not (s - s == 0):
-                finite = False
+                a += fabs(x)  # nonzero even where the squares underflow
+            if z != 0:
+                status = 0
+            elif status == 1 and (s > hi or (metric == COSINE and s < lo and a > 0)):
+                status = 2
             if metric == COSINE:
                 out[i] = <floating> (1.0 / sqrt(s) if s > 0 else 0.0)
             else:
                 out[i] = <floating> (0.5 * s)
-    return finite
+    return status
 
 
 def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
