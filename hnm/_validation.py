@@ -170,7 +170,11 @@ def as_csr(ids, n_rows, n_cols, name):
             if ids.size != n_rows:
                 raise ValueError(f"{name} must have one id per query ({n_rows}), got {ids.size}.")
         else:
-            rows = list(ids)
+            try:
+                rows = list(ids)
+            except TypeError:
+                raise TypeError(f"{name} must be a 1-D int array, a list of id arrays or an "
+                                f"(indptr, indices) pair, got {type(ids).__name__}.") from None
             if len(rows) != n_rows:
                 raise ValueError(f"{name} must have one entry per query ({n_rows}), "
                                  f"got {len(rows)}.")

@@ -5,10 +5,18 @@ how the model performs on the difficult cases", and to measure in the score
 region where the model makes its decisions. Both functions return plain records
 (a list of dicts, ready for ``pandas.DataFrame``) and print as a table.
 """
+import numbers
+
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from ._validation import check_finite_1d, check_fraction, check_int, check_real_array
+from ._validation import (
+    check_finite_1d,
+    check_fraction,
+    check_int,
+    check_positive_real,
+    check_real_array,
+)
 from .selection import select_hardest
 
 __all__ = ["Report", "hard_case_report", "feature_diagnosis"]
@@ -120,14 +128,16 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     if y_true.ndim != 1 or y_true.shape[0] != s.shape[0]:
         raise ValueError(f"y_true must be 1-D with the length of y_score ({s.shape[0]}), "
                          f"got shape {y_true.shape}.")
-    if np.unique(y_true).size > 2:
+    try:
+        n_classes = np.unique(y_true).size
+    except TypeError as exc:  # mixed types, None among strings, ...
+        raise TypeError(f"y_true must hold labels of one comparable type; {exc}") from None
+    if n_classes > 2:
         raise ValueError("hard_case_report is for binary problems: y_true has "
-                         f"{np.unique(y_true).size} classes.")
+                         f"{n_classes} classes.")
     y = y_true == pos_label
-    threshold = float(threshold)
-    band = float(band)
-    if not band > 0:
-        raise ValueError(f"band must be > 0, got {band!r}.")
+    threshold = _check_real(threshold, "threshold")
+    band = check_positive_real(band, "band")
     n = s.size
     if hard_indices is not None and difficulty is not None:
         raise ValueError("Pass at most one of difficulty and hard_indices.")
@@ -162,18 +172,34 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
                   title=f"threshold {threshold:g}, band +/-{band:g}, {is_hard.sum()} hard cases")
 
 
-def _moments(X, rows):
-    """Mean and variance of ``X[rows]`` per feature, streamed in row chunks (float64)."""
+def _feature_scale(X):
+    """Largest magnitude of each feature (1 where all zero), streamed; NaN/inf raise."""
+    scale = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _ROWS_PER_CHUNK):
+        block = np.abs(np.asarray(X[start:start + _ROWS_PER_CHUNK], dtype=np.float64))
+        if not np.isfinite(block).all():
+            raise ValueError("X contains NaN or infinity.")
+        np.maximum(scale, block.max(axis=0, initial=0.0), out=scale)
+    scale[scale == 0] = 1.0
+    return scale
+
+
+def _moments(X, rows, scale):
+    """Mean and variance of ``X[rows] / scale`` per feature, streamed in row chunks
+    (float64): each chunk's centred moments merged into the running ones (Chan et
+    al.), so a large offset does not cancel, and the scale keeps squares finite."""
     d = X.shape[1]
-    total = np.zeros(d)
-    total_sq = np.zeros(d)
+    n, mean, m2 = 0, np.zeros(d), np.zeros(d)
     for start in range(0, rows.size, _ROWS_PER_CHUNK):
-        block = np.asarray(X[rows[start:start + _ROWS_PER_CHUNK]], dtype=np.float64)
-        total += block.sum(axis=0)
-        total_sq += np.square(block).sum(axis=0)
-    n = max(rows.size, 1)
-    mean = total / n
-    return mean, np.maximum(total_sq / n - mean**2, 0.0)
+        block = np.asarray(X[rows[start:start + _ROWS_PER_CHUNK]], dtype=np.float64) / scale
+        nb = block.shape[0]
+        mb = block.mean(axis=0)
+        delta = mb - mean
+        total = n + nb
+        mean = mean + delta * (nb / total)
+        m2 = m2 + ((block - mb) ** 2).sum(axis=0) + delta**2 * (n * nb / total)
+        n = total
+    return mean, m2 / max(n, 1)
 
 
 def _smd(m1, v1, m2, v2):
@@ -252,9 +278,11 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     elif len(feature_names) != n_features:
         raise ValueError(f"feature_names must have {n_features} names.")
     top = check_int(top, "top", min_value=1, allow_none=True)
-    mh, vh = _moments(X, hard)
-    mp, vp = _moments(X, pos)
-    me, ve = _moments(X, easy)
+    # SMDs do not change with a feature's scale: divide by it, so squares stay finite
+    scale = _feature_scale(X)
+    mh, vh = _moments(X, hard, scale)
+    mp, vp = _moments(X, pos, scale)
+    me, ve = _moments(X, easy, scale)
     hard_pos, hard_easy, easy_pos = _smd(mh, vh, mp, vp), _smd(mh, vh, me, ve), _smd(me, ve, mp, vp)
     confusability = np.abs(easy_pos) - np.abs(hard_pos)
     order = np.lexsort((np.arange(n_features), -confusability))[:top]
@@ -267,3 +295,12 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
                             "smd_easy_vs_pos", "confusability"],
                   title=f"{hard.size} hard negatives vs {pos.size} positives and "
                         f"{easy.size} easy negatives")
+
+
+def _check_real(value, name):
+    """A finite real number, as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)

@@ -334,7 +334,7 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
         k = min(max(math.ceil(fraction * n), min_keep), available)
         if k == 0:
             return np.empty(0, dtype=np.intp)
-    return topk(d, band=(start, start + k)).indices
+    return _top_difficulty(d, (start, start + k))
 
 
 def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
@@ -598,7 +598,17 @@ def select_quantile_window(difficulty, low, high):
     start, stop = (math.ceil(round(q * n, 9)) for q in (low, high))
     if start >= stop:
         return np.empty(0, dtype=np.intp)
-    return topk(d, band=(start, stop), largest=False).indices
+    return _top_difficulty(d, (start, stop), largest=False)
+
+
+def _top_difficulty(d, band, largest=True):
+    """topk's indices for a band of a difficulty array, NaN named as difficulty."""
+    try:
+        return topk(d, band=band, largest=largest).indices
+    except ValueError as exc:
+        if str(exc).startswith("scores contains NaN"):
+            raise ValueError("difficulty contains NaN.") from None
+        raise
 
 
 def difficulty_weights(difficulty, *, method="power", gamma=2.0, temperature=1.0,
@@ -646,10 +656,13 @@ def difficulty_weights(difficulty, *, method="power", gamma=2.0, temperature=1.0
         if d.size and d.min() < 0:
             raise ValueError("difficulty must be >= 0 for method='power'; "
                              "use method='softmax' for signed difficulties.")
-        w = d ** gamma
+        top = d.max(initial=0.0)
+        # scaled by the largest first (the weights are relative): no overflow
+        w = (d / top) ** gamma if top > 0 else d ** gamma
     else:
         temperature = check_positive_real(temperature, "temperature")
-        w = np.exp((d - d.max(initial=0.0)) / temperature) if d.size else d
+        # shifted by the largest: exp never overflows, and the largest weighs 1
+        w = np.exp((d - d.max()) / temperature) if d.size else d
     mean = w.mean() if w.size else 0.0
     if mean == 0:
         return np.ones_like(d)

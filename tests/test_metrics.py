@@ -49,7 +49,7 @@ def test_undefined_metrics_are_none():
     (dict(y_true=[0, 1, 2], y_score=[0.1, 0.2, 0.3]), ValueError, "binary"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2, 0.3]), ValueError, "length of y_score"),
     (dict(y_true=[0, 1], y_score=[0.1, np.nan]), ValueError, "y_score contains NaN"),
-    (dict(y_true=[0, 1], y_score=[0.1, 0.2], band=0), ValueError, "band must be > 0"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], band=0), ValueError, "band must be a finite number > 0"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[2]), ValueError, "must lie in"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[0], difficulty=[1, 2]),
      ValueError, "at most one"),
