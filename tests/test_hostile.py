@@ -36,7 +36,6 @@ from hnm import metrics as hmetrics
 from hnm import selection as sel
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = Path(__file__).resolve().parents[1]
 _file_ids = itertools.count()
 MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
 
@@ -1231,8 +1230,10 @@ def _run_sweep(ids, tmp):
     """Sweep ``ids`` in subprocesses; after a crash, resume after the crashing case."""
     remaining, statuses, crashed = list(ids), {}, {}
     env = dict(os.environ)
+    # the hnm this run imported (installed, or built in place), not the source tree
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        [str(Path(hnm.__file__).resolve().parents[1])]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     for attempt in range(100):
         if not remaining:
             break
