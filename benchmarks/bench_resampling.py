@@ -101,8 +101,10 @@ METHODS = {
     "hnm blend 1:1, no guard": lambda seed: HardNegativeResampler(
         noise_fraction=0.0, easy_ratio=1.0, random_state=seed),
     "hnm defaults": lambda seed: HardNegativeResampler(random_state=seed),
-    "hnm defaults + 5% guard": lambda seed: HardNegativeResampler(noise_fraction=0.05,
-                                                                  random_state=seed),
+    "hnm defaults, no guard": lambda seed: HardNegativeResampler(noise_fraction=0.0,
+                                                                 random_state=seed),
+    "hnm defaults, 5% guard": lambda seed: HardNegativeResampler(noise_fraction=0.05,
+                                                                 random_state=seed),
     "hnm nearmiss": lambda seed: HardNegativeResampler(difficulty="nearmiss",
                                                        random_state=seed),
 }
