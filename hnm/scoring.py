@@ -109,14 +109,6 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
         y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
                                               S.ndim == 2, exact=True)
         bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
-    if measure == "entropy" and y_true is not None:
-        # the kernel does not look labels up for entropy: check them here, once
-        bad[0] = _count_unknown(y, y_min, table)
-        if check_seen and bad[0]:
-            y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
-                                                  S.ndim == 2, exact=True)
-            bad[0] = _count_unknown(y, y_min, table)
-            seen_all = (1 << n_columns) - 1  # checked by the exact encoding
     if bad[0]:
         raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
     if check_seen and n and seen_all != (1 << n_columns) - 1:
@@ -164,13 +156,6 @@ def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
     return bad, seen_all
 
 
-def _count_unknown(y, y_min, table):
-    """How many labels the kernels would find no column for (as _column does)."""
-    t = y.astype(np.uint64) - np.uint64(y_min % 2**64)  # wraps like the kernel
-    inside = t < table.size
-    return int(np.count_nonzero(~inside) + np.count_nonzero(table[t[inside]] < 0))
-
-
 def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
     """Labels as int64 values, a lookup table value -> column (-1: unknown), and
     whether the table is a guess (labels 0..n_columns-1) that the kernel must
@@ -184,7 +169,8 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
     if y_true is None:
         if measure != "entropy":
             raise ValueError(f"y_true is required for measure={measure!r}.")
-        return np.zeros(n, dtype=np.int64), 0, empty_table, False
+        # no labels (entropy): every row is label 0, known, in column 0
+        return np.zeros(n, dtype=np.int64), 0, np.zeros(1, dtype=np.intp), False
     y = np.asarray(y_true)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y_true must have shape ({n},) to match y_score, got {y.shape}.")

@@ -64,9 +64,7 @@ cdef inline long long _block(const floating* S, intp_t C, intp_t n_rows,
     cdef long long packed = 0
     cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
     for i in range(n_rows):
-        col[i] = 0
-        if measure != ENTROPY:
-            col[i] = _column(y[i], y_min, table, n_table)
+        col[i] = _column(y[i], y_min, table, n_table)  # entropy too: labels are checked
         z[i] = 0.0
         total[i] = 0.0
         lo[i] = 0.0
@@ -273,8 +271,8 @@ def difficulty_rows(const floating[:, ::1] S, const int64_t[::1] y, long long y_
                     floating[::1] out, long long[::1] bad, int n_threads,
                     uint64_t[::1] seen=None):
     """Difficulty of every row of ``S`` (n, C); the column of row i's label is
-    ``table[y[i] - y_min]`` (-1: unknown). For entropy ``y`` and ``table`` are
-    unused (pass one-element arrays). If ``seen`` (one entry per block of ROWS
+    ``table[y[i] - y_min]`` (-1: unknown); entropy does not use the column but
+    counts unknown labels like the other measures. If ``seen`` (one entry per block of ROWS
     rows) is given, ``seen[b]`` gets the bit set of columns < 64 that block b's
     labels map to, so the caller learns which labels occur without another pass."""
     if S.shape[0] == 0 or S.shape[1] == 0:
@@ -304,13 +302,11 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
         return
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
-            c = 1
-            if measure != ENTROPY:
-                c = _column(y[i], y_min, &table[0], n_table)
-                if c < 0:
-                    n_label += 1
-                    out[i] = 0
-                    continue
+            c = _column(y[i], y_min, &table[0], n_table)  # entropy too: labels are checked
+            if c < 0:
+                n_label += 1
+                out[i] = 0
+                continue
             v = f[i]
             if not (v - v == 0):
                 n_fin += 1
