@@ -132,6 +132,15 @@ def check_fraction(value, name, *, low=0.0, high=1.0, low_open=True, high_open=F
     return value
 
 
+def check_real(value, name):
+    """Validate a finite real number and return it as ``float``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
 def check_positive_real(value, name, *, allow_zero=False):
     """Validate a finite real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

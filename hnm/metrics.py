@@ -5,8 +5,6 @@ how the model performs on the difficult cases", and to measure in the score
 region where the model makes its decisions. Both functions return plain records
 (a list of dicts, ready for ``pandas.DataFrame``) and print as a table.
 """
-import numbers
-
 import numpy as np
 from sklearn.metrics import average_precision_score
 
@@ -15,6 +13,7 @@ from ._validation import (
     check_fraction,
     check_int,
     check_positive_real,
+    check_real,
     check_real_array,
 )
 from .selection import select_hardest
@@ -136,7 +135,7 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
         raise ValueError("hard_case_report is for binary problems: y_true has "
                          f"{n_classes} classes.")
     y = y_true == pos_label
-    threshold = _check_real(threshold, "threshold")
+    threshold = check_real(threshold, "threshold")
     band = check_positive_real(band, "band")
     n = s.size
     if hard_indices is not None and difficulty is not None:
@@ -296,11 +295,3 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
                   title=f"{hard.size} hard negatives vs {pos.size} positives and "
                         f"{easy.size} easy negatives")
 
-
-def _check_real(value, name):
-    """A finite real number, as float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}.")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)

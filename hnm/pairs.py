@@ -116,8 +116,6 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     c_block = c_block or DEFAULT_CANDIDATE_BLOCK
 
     dtype = np.result_type(np.float32, *(a.dtype for a in (Q, C) if a.dtype.kind == "f"))
-    if dtype.itemsize > 8:
-        raise TypeError(f"dtype {dtype} is not supported: convert to float64 first.")
     Qw = np.ascontiguousarray(Q, dtype=dtype)
     metric_code = _pairs.METRICS[metric]
     Qw, q_scale = _scaled(Qw, metric, metric_code, "queries")
@@ -168,7 +166,6 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 
 
 _NO_LABELS = np.zeros(0, dtype=np.intp)
-
 
 
 def _scaled(X, metric, metric_code, name):

@@ -26,14 +26,7 @@ def reference(Q, pos, C, *, num_negatives, band=(0, None), absolute_margin=None,
     rows = []
     for i in range(Q.shape[0]):
         positives = np.atleast_1d(pos[i])
-        p = S[i, positives].min()
-        cap = np.inf
-        if absolute_margin is not None:
-            cap = min(cap, p - absolute_margin)
-        if relative_margin is not None:
-            cap = min(cap, p - relative_margin * abs(p))
-        if max_score is not None:
-            cap = min(cap, max_score)
+        cap = guard_cap(S[i, positives].min(), absolute_margin, relative_margin, max_score)
         banned = set(positives.tolist()) | set(() if exclude is None else exclude[i])
         ok = [j for j in range(C.shape[0]) if j not in banned and S[i, j] <= cap]
         ok.sort(key=lambda j: (-S[i, j], j))
@@ -44,16 +37,15 @@ def reference(Q, pos, C, *, num_negatives, band=(0, None), absolute_margin=None,
     return rows
 
 
-def _caps(S, pos, kwargs):
-    """Each query's upper guard on negative scores, as in reference (inf: none)."""
-    p = S[np.arange(S.shape[0]), pos]
-    cap = np.full(S.shape[0], np.inf)
-    if kwargs["absolute_margin"] is not None:
-        cap = np.minimum(cap, p - kwargs["absolute_margin"])
-    if kwargs["relative_margin"] is not None:
-        cap = np.minimum(cap, p - kwargs["relative_margin"] * np.abs(p))
-    if kwargs["max_score"] is not None:
-        cap = np.minimum(cap, kwargs["max_score"])
+def guard_cap(p, absolute_margin, relative_margin, max_score):
+    """Upper guard on negative scores for positive score(s) p (inf: none)."""
+    cap = np.full(np.shape(p), np.inf)
+    if absolute_margin is not None:
+        cap = np.minimum(cap, p - absolute_margin)
+    if relative_margin is not None:
+        cap = np.minimum(cap, p - relative_margin * np.abs(p))
+    if max_score is not None:
+        cap = np.minimum(cap, max_score)
     return cap
 
 
@@ -95,7 +87,9 @@ def test_matches_brute_force(n_c, dim, n_q, metric, data):
     S = similarity_matrix(Q, C, metric)
     # a score within rounding of a guard's threshold is on either side of it, in
     # float32 or float64 (dim=1 cosines are all exactly +-1, ties with the positive)
-    gap = np.abs(S - _caps(S, pos, kwargs)[:, None])
+    caps = guard_cap(S[np.arange(n_q), pos], kwargs["absolute_margin"],
+                     kwargs["relative_margin"], kwargs["max_score"])
+    gap = np.abs(S - caps[:, None])
     gap[np.arange(n_q), pos] = np.inf  # the positive itself is never a negative
     assume(np.all(gap > 1e-5))
     if kwargs["min_score"] is not None:

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
-from hypothesis.extra import numpy as hnp
 from sklearn.metrics import hinge_loss, log_loss
 from threadpoolctl import threadpool_limits
 
