@@ -362,10 +362,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 
 
 def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
-                        absolute_margin=None, relative_margin=None, max_score=None,
-                        min_score=None, sampling="top", easy_ratio=0.0, exclude=None,
-                        output="triplets", metric="cosine", random_state=None,
-                        split_every=8):
+                        absolute_margin=None, relative_margin=None, duplicate_threshold=None,
+                        lower_margin=None, max_score=None, min_score=None, sampling="top",
+                        simans=(1.0, 0.0), easy_ratio=0.0, exclude=None, output="triplets",
+                        metric="cosine", random_state=None, query_offset=0, split_every=8):
     """:func:`hnm.mine_hard_negatives` with the corpus as a dask array.
 
     The search runs as in :func:`search_hard_pairs` above; only the rows of the
@@ -392,7 +392,9 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
 
     return _retrieval._mine(queries, positives, C, search, num_negatives=num_negatives,
                             band=band, absolute_margin=absolute_margin,
-                            relative_margin=relative_margin, max_score=max_score,
-                            min_score=min_score, sampling=sampling, easy_ratio=easy_ratio,
-                            exclude=exclude, output=output, metric=metric,
-                            random_state=random_state)
+                            relative_margin=relative_margin,
+                            duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
+                            max_score=max_score, min_score=min_score, sampling=sampling,
+                            simans=simans, easy_ratio=easy_ratio, exclude=exclude,
+                            output=output, metric=metric, random_state=random_state,
+                            query_offset=query_offset)

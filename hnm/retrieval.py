@@ -16,6 +16,7 @@ from ._validation import (
     check_int,
     check_option,
     check_positive_real,
+    check_real,
     check_real_array,
 )
 from .pairs import _unit_rows, search_hard_pairs
@@ -80,10 +81,11 @@ def _similarity(queries, vectors, metric):
 
 
 def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
-                        absolute_margin=None, relative_margin=None, max_score=None,
-                        min_score=None, sampling="top", easy_ratio=0.0, exclude=None,
-                        output="triplets", metric="cosine", random_state=None,
-                        block_size=None, progress=False):
+                        absolute_margin=None, relative_margin=None, duplicate_threshold=None,
+                        lower_margin=None, max_score=None, min_score=None, sampling="top",
+                        simans=(1.0, 0.0), easy_ratio=0.0, exclude=None, output="triplets",
+                        metric="cosine", random_state=None, query_offset=0, block_size=None,
+                        progress=False):
     """Mine hard negatives for retrieval training, exactly, in bounded memory.
 
     For every query, the candidates closest to it are the negatives that teach
@@ -172,19 +174,21 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
 
     return _mine(queries, positives, C, search, num_negatives=num_negatives, band=band,
                  absolute_margin=absolute_margin, relative_margin=relative_margin,
-                 max_score=max_score, min_score=min_score, sampling=sampling,
+                 duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
+                 max_score=max_score, min_score=min_score, sampling=sampling, simans=simans,
                  easy_ratio=easy_ratio, exclude=exclude, output=output, metric=metric,
-                 random_state=random_state)
+                 random_state=random_state, query_offset=query_offset)
 
 
 def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin,
-          relative_margin, max_score, min_score, sampling, easy_ratio, exclude, output,
-          metric, random_state):
+          relative_margin, duplicate_threshold, lower_margin, max_score, min_score,
+          sampling, simans, easy_ratio, exclude, output, metric, random_state,
+          query_offset):
     """mine_hard_negatives for validated candidates ``C`` (an ndarray or, from
     hnm.dask, a dask array: only rows it indexes are read) and a ``search``
     function ``search(Q, k, metric, exclude, max_score)`` returning a PairResult."""
     num_negatives = check_int(num_negatives, "num_negatives", min_value=1)
-    sampling = check_option(sampling, "sampling", ("top", "random"))
+    sampling = check_option(sampling, "sampling", ("top", "random", "simans"))
     output = check_option(output, "output", ("triplets", "ntuple"))
     metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
     easy_ratio = check_positive_real(easy_ratio, "easy_ratio", allow_zero=True)
@@ -193,10 +197,17 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
                                               allow_zero=True)
     if relative_margin is not None:
         relative_margin = check_fraction(relative_margin, "relative_margin", low_open=False)
+    if lower_margin is not None:
+        lower_margin = check_positive_real(lower_margin, "lower_margin", allow_zero=True)
+    if duplicate_threshold is not None:
+        duplicate_threshold = check_fraction(duplicate_threshold, "duplicate_threshold",
+                                             low=-1.0, low_open=False)
+    simans_a, simans_b = _check_simans(simans)
     for name, value in (("max_score", max_score), ("min_score", min_score)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
                                   or np.isnan(value)):
             raise TypeError(f"{name} must be a real number, got {value!r}.")
+    query_offset = check_int(query_offset, "query_offset", min_value=0)
     Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
     if Q.shape[1] != C.shape[1]:
         raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
@@ -214,7 +225,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
     if num_negatives > stop - start:
         raise ValueError(f"num_negatives={num_negatives} is more than the band "
                          f"({start}, {stop}) holds ({stop - start}).")
-    rng = check_random_state(random_state)
+    key = _random_key(random_state)
 
     # positives: ids into the corpus, or embeddings of their own
     pos_arr = positives if isinstance(positives, np.ndarray) else None
@@ -225,6 +236,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         pos_ptr, pos_ids = np.arange(n_q + 1), np.full(n_q, -1, dtype=np.intp)
         pos_scores = _similarity(Q, pos_arr, metric)
         row_positive = np.arange(n_q)
+        pos_vectors = pos_arr
     else:
         pos_ptr, pos_ids = as_csr(positives, n_q, n_c, "positives")
         if np.any(np.diff(pos_ptr) == 0):
@@ -232,6 +244,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         owner = np.repeat(np.arange(n_q), np.diff(pos_ptr))
         pos_scores = _similarity(Q[owner], np.asarray(C[pos_ids]), metric)
         row_positive = None
+        pos_vectors = None  # rows of C, gathered when needed
     if not np.all(np.isfinite(pos_scores)):
         raise ValueError("queries or positives contain NaN or infinity.")
     owner = np.repeat(np.arange(n_q), np.diff(pos_ptr))
@@ -246,6 +259,12 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         cap = np.minimum(cap, min_pos - relative_margin * np.abs(min_pos))
     if max_score is not None:
         cap = np.minimum(cap, float(max_score))
+    # ... and the floor it must reach (too easy to teach anything)
+    floor = np.full(n_q, -np.inf)
+    if min_score is not None:
+        floor = np.maximum(floor, float(min_score))
+    if lower_margin is not None:
+        floor = np.maximum(floor, min_pos - lower_margin)
 
     # never negatives: the positives given as ids, and `exclude`
     ex_ptr, ex_ids = pos_ptr, pos_ids
@@ -255,29 +274,45 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         x_ptr, x_ids = as_csr(exclude, n_q, n_c, "exclude")
         ex_ptr, ex_ids = _union_csr(ex_ptr, ex_ids, x_ptr, x_ids)
 
+    positives_of = _Positives(C, pos_ptr, pos_ids, pos_vectors)
     if stop > n_c:
         stop = n_c  # the search can return at most the corpus; shortfalls are counted
+    n_dup = np.zeros(n_q, dtype=np.intp)
     if start >= stop:
         hard_ids = np.full((n_q, 0), -1, dtype=np.intp)
         hard_sim = np.empty((n_q, 0))
-    else:
-        found = _search(search, Q, stop, metric, (ex_ptr, ex_ids), cap)
-        hard_ids, hard_sim = found
+    elif duplicate_threshold is None:
+        hard_ids, hard_sim = _search(search, Q, stop, metric, (ex_ptr, ex_ids), cap)
         hard_ids, hard_sim = hard_ids[:, start:], hard_sim[:, start:]
-    if min_score is not None:
-        low = hard_sim < min_score
-        hard_ids = np.where(low, -1, hard_ids)
+    else:
+        hard_ids, hard_sim, n_dup = _search_without_duplicates(
+            search, Q, C, stop, metric, (ex_ptr, ex_ids), cap, positives_of,
+            duplicate_threshold)
+        hard_ids, hard_sim = hard_ids[:, start:], hard_sim[:, start:]
+    exact = duplicate_threshold is not None  # hard_sim already rescored exactly
+    if sampling == "simans" and not exact and hard_ids.size:
+        hard_sim = _rescore(Q, C, hard_ids, metric)[0]
+        exact = True
+    hard_ids = np.where(hard_sim < floor[:, None], -1, hard_ids)
     valid = hard_ids >= 0
-    ranks = np.broadcast_to(np.arange(start, start + hard_ids.shape[1]), hard_ids.shape)
+    width = hard_ids.shape[1]
+    ranks = np.broadcast_to(np.arange(start, start + width), hard_ids.shape)
+    gq = np.arange(n_q, dtype=np.uint64) + np.uint64(query_offset)  # global query ids
 
     # choose num_negatives per query among the valid entries of its window
     if sampling == "top":
         keys = np.where(valid, ranks, np.iinfo(np.intp).max)
     else:
-        keys = np.where(valid, rng.random(hard_ids.shape), np.inf)
+        u = _uniform(key, gq, _STREAM_WINDOW, width)
+        if sampling == "random":
+            keys = np.where(valid, u, np.inf)
+        else:  # SimANS: Gumbel-top-k draws without replacement, p ~ exp(-a (s - p - b)^2)
+            logw = -simans_a * (hard_sim - min_pos[:, None] - simans_b) ** 2
+            gumbel = -np.log(-np.log(np.clip(u, 1e-300, 1.0)))
+            keys = np.where(valid, -(logw + gumbel), np.inf)
     order = np.argsort(keys, axis=1, kind="stable")[:, :num_negatives]
     chosen_valid = np.take_along_axis(valid, order, axis=1)
-    if sampling == "random":  # present sampled negatives closest first
+    if sampling != "top":  # present sampled negatives closest first
         sub = np.take_along_axis(ranks, order, axis=1)
         re = np.argsort(np.where(chosen_valid, sub, np.iinfo(np.intp).max), axis=1,
                         kind="stable")
@@ -286,13 +321,18 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
     neg_ids = np.where(chosen_valid, np.take_along_axis(hard_ids, order, axis=1), -1)
     neg_sim = np.take_along_axis(hard_sim, order, axis=1)
     neg_rank = np.where(chosen_valid, np.take_along_axis(ranks, order, axis=1), -1)
+    if not exact and neg_ids.size:
+        # scores of the chosen, exactly and per query (the search's can differ in the
+        # last bits with the number of queries searched together)
+        neg_sim = np.where(chosen_valid, _rescore(Q, C, neg_ids, metric)[0], neg_sim)
     n_hard = chosen_valid.sum(axis=1)
 
     # easy negatives: random corpus ids under the same exclusions and guards
     n_easy = np.rint(easy_ratio * n_hard).astype(np.intp)
     if n_easy.any():
         e_ids, e_sim = _random_negatives(Q, C, n_easy, neg_ids, (ex_ptr, ex_ids), cap,
-                                         min_score, metric, rng)
+                                         floor, metric, key, gq, positives_of,
+                                         duplicate_threshold)
         neg_ids = np.concatenate([neg_ids, e_ids], axis=1)
         neg_sim = np.concatenate([neg_sim, e_sim], axis=1)
         neg_rank = np.concatenate([neg_rank, np.full(e_ids.shape, -1)], axis=1)
@@ -300,8 +340,14 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
     is_hard[:, :num_negatives] = neg_ids[:, :num_negatives] >= 0
 
     n_short = int(np.sum(n_hard < num_negatives))
-    return _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids,
-                    pos_scores, row_positive, n_q, num_negatives, easy_ratio, n_short)
+    result = _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids,
+                      pos_scores, row_positive, n_q, num_negatives, easy_ratio, n_short)
+    result.summary["n_near_duplicates"] = int(n_dup.sum())
+    if query_offset:
+        result.query = result.query + query_offset
+        if row_positive is not None:
+            result.positive = result.positive + query_offset
+    return result
 
 
 def _union_csr(p1, i1, p2, i2):
@@ -327,10 +373,172 @@ def _search(search, Q, k, metric, exclude, cap):
     return result.indices, result.scores.astype(np.float64)
 
 
-def _random_negatives(Q, C, n_easy, hard_ids, exclude, cap, min_score, metric, rng):
+def _check_simans(simans):
+    try:
+        a, b = simans
+    except (TypeError, ValueError):
+        raise TypeError(f"simans must be an (a, b) pair of real numbers, got {simans!r}.") \
+            from None
+    a = check_positive_real(a, "simans a")
+    b = check_real(b, "simans b")
+    return a, b
+
+
+# Counter-based random draws (SplitMix64 over (key, query, stream, counter)): every
+# query's draws depend only on the seed and its global index, never on which other
+# queries are mined in the same call, on blocks or on threads.
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_STREAM_WINDOW, _STREAM_EASY = 1, 2
+
+
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _random_key(random_state):
+    """One 64-bit key from ``random_state`` (None: fresh entropy)."""
+    if random_state is None:
+        return np.uint64(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}.")
+        return np.uint64(np.random.SeedSequence(int(random_state))
+                         .generate_state(1, np.uint64)[0])
+    if isinstance(random_state, np.random.RandomState):
+        return np.uint64(random_state.randint(0, 2**63, dtype=np.int64))
+    if isinstance(random_state, np.random.Generator):
+        return np.uint64(random_state.integers(0, 2**63))
+    raise TypeError("random_state must be None, an int, a numpy RandomState or Generator, "
+                    f"got {random_state!r}.")
+
+
+def _uniform(key, gq, stream, width, first=None):
+    """Uniform draws in (0, 1) of shape (len(gq), width): draw ``first[i] + j`` of
+    query ``gq[i]``'s stream ``stream``."""
+    base = _mix64(key ^ _mix64(np.asarray(gq, dtype=np.uint64) * np.uint64(8)
+                               + np.uint64(stream) + _GAMMA))
+    counter = np.arange(1, width + 1, dtype=np.uint64)[None, :]
+    if first is not None:
+        counter = counter + np.asarray(first, dtype=np.uint64)[:, None]
+    z = _mix64(base[:, None] + _GAMMA * counter)
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def _gather(C, ids):
+    """C[ids] as float64 (ids >= 0, any shape), reading each distinct row once in
+    increasing order (kind to memmaps and dask arrays)."""
+    flat = ids.ravel()
+    uniq, inv = np.unique(flat, return_inverse=True)
+    rows = np.asarray(C[uniq], dtype=np.float64) if uniq.size else \
+        np.empty((0, C.shape[1]))
+    return rows[inv].reshape(ids.shape + (C.shape[1],))
+
+
+class _Positives:
+    """The positives of a subset of queries, as unit vectors, gathered on demand."""
+
+    def __init__(self, C, ptr, ids, vectors):
+        self.C, self.ptr, self.ids, self.vectors = C, ptr, ids, vectors
+
+    def unit(self, rows):
+        """(counts per row, unit vectors of the rows' positives, row by row)."""
+        if self.vectors is not None:
+            v = np.asarray(self.vectors[rows], dtype=np.float64)
+            return np.ones(rows.size, dtype=np.intp), _unit_rows(v)
+        counts = np.diff(self.ptr)[rows]
+        first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        idx = np.repeat(self.ptr[rows] - first, counts) + np.arange(counts.sum())
+        return counts, _unit_rows(_gather(self.C, self.ids[idx]))
+
+
+def _rescore(Q, C, ids, metric, positives=None, rows=None, threshold=None):
+    """Exact float64 similarities of ``Q[i]`` and ``C[ids[i, j]]`` (-inf where
+    ``ids < 0``), computed query by query so they never depend on how queries are
+    grouped; with ``threshold``, also a mask of candidates whose cosine similarity
+    to one of the query's positives (``positives.unit(rows[i])``) exceeds it."""
+    n, k = ids.shape
+    dim = max(Q.shape[1], 1)
+    sim = np.full((n, k), -np.inf)
+    dup = np.zeros((n, k), dtype=bool)
+    step = max(1, (1 << 21) // max(k * dim, 1))  # 16 MiB of gathered float64 rows
+    for s in range(0, n, step):
+        block = ids[s:s + step]
+        ok = block >= 0
+        V = _gather(C, np.where(ok, block, 0))
+        q = np.asarray(Q[s:s + step], dtype=np.float64)
+        if metric == "ip":
+            got = np.einsum("rkd,rd->rk", V, q)
+        elif metric == "cosine":
+            Vu = _unit_rows(V.reshape(-1, C.shape[1])).reshape(V.shape)
+            got = np.einsum("rkd,rd->rk", Vu, _unit_rows(q))
+        else:
+            diff = V - q[:, None, :]
+            got = -np.einsum("rkd,rkd->rk", diff, diff)
+        sim[s:s + step] = np.where(ok, got, -np.inf)
+        if threshold is not None:
+            if metric != "cosine":
+                Vu = _unit_rows(V.reshape(-1, C.shape[1])).reshape(V.shape)
+            counts, P = positives.unit(rows[s:s + step])
+            first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+            best = np.full(block.shape, -np.inf)
+            for j in range(int(counts.max()) if counts.size else 0):
+                sel = np.flatnonzero(counts > j)
+                c = np.einsum("rkd,rd->rk", Vu[sel], P[first[sel] + j])
+                best[sel] = np.maximum(best[sel], c)
+            dup[s:s + step] = ok & (best > threshold)
+    return sim, dup
+
+
+def _csr_rows(ptr, ids, rows):
+    counts = np.diff(ptr)[rows]
+    first = np.concatenate([[0], np.cumsum(counts)])
+    idx = np.repeat(ptr[rows] - first[:-1], counts) + np.arange(first[-1])
+    return first, ids[idx]
+
+
+def _search_without_duplicates(search, Q, C, stop, metric, exclude, cap, positives,
+                               threshold):
+    """The first ``stop`` candidates per query that pass the cap and are no
+    near-duplicate of one of its positives, closest first, with exact scores and
+    the number of near-duplicates passed over. Searches ``2 stop + 8`` candidates,
+    checks them, and searches deeper (twice as far each time) only for the queries
+    left short, so memory stays bounded by the rank window, not the corpus."""
+    n_q, n_c = Q.shape[0], C.shape[0]
+    out_ids = np.full((n_q, stop), -1, dtype=np.intp)
+    out_sim = np.full((n_q, stop), -np.inf)
+    n_dup = np.zeros(n_q, dtype=np.intp)
+    rows = np.arange(n_q)
+    k = min(n_c, 2 * stop + 8)
+    ex_ptr, ex_ids = exclude
+    while rows.size:
+        ids, _ = _search(search, Q[rows], k, metric, _csr_rows(ex_ptr, ex_ids, rows),
+                         cap[rows])
+        sim, dup = _rescore(Q[rows], C, ids, metric, positives, rows, threshold)
+        keep = (ids >= 0) & ~dup & (sim <= cap[rows, None])
+        n_keep = keep.sum(axis=1)
+        done = (n_keep >= stop) | (ids[:, -1] < 0) | (k >= n_c)
+        d = np.flatnonzero(done)
+        order = np.argsort(~keep[d], axis=1, kind="stable")[:, :stop]
+        got = np.take_along_axis(keep[d], order, axis=1)
+        out_ids[rows[d]] = np.where(got, np.take_along_axis(ids[d], order, axis=1), -1)
+        out_sim[rows[d]] = np.where(got, np.take_along_axis(sim[d], order, axis=1), -np.inf)
+        # near-duplicates ranked before the last survivor taken
+        last = np.where(n_keep[d] >= stop, order[:, -1], k - 1)
+        before = np.arange(k)[None, :] <= last[:, None]
+        n_dup[rows[d]] = np.sum(dup[d] & before, axis=1)
+        rows = rows[~done]
+        k = min(n_c, 2 * k)
+    return out_ids, out_sim, n_dup
+
+
+def _random_negatives(Q, C, n_easy, hard_ids, exclude, cap, floor, metric, key, gq,
+                      positives, threshold):
     """Per query, ``n_easy[i]`` distinct random ids that are neither excluded, hard,
-    above the query's cap nor below ``min_score`` (padded with -1 if the corpus
-    runs out)."""
+    above the query's cap, below its floor nor near-duplicates of its positives
+    (padded with -1 if the corpus runs out). Query ``i`` uses only its own stream of
+    draws, so the result does not depend on the other queries."""
     n_q, n_c = Q.shape[0], C.shape[0]
     width = int(n_easy.max())
     out_ids = np.full((n_q, width), -1, dtype=np.intp)
@@ -343,36 +551,36 @@ def _random_negatives(Q, C, n_easy, hard_ids, exclude, cap, min_score, metric, r
     ])
     forbidden = np.unique(forbidden)
     filled = np.zeros(n_q, dtype=np.intp)
+    used = np.zeros(n_q, dtype=np.intp)  # draws consumed per query
     for _ in range(20):  # rejection sampling; each pass draws twice what is missing
         need = n_easy - filled
         rows = np.flatnonzero(need > 0)
         if rows.size == 0:
             break
-        draws = 2 * need[rows] + 4
-        q = np.repeat(rows, draws)
-        ids = rng.randint(0, n_c, size=q.size).astype(np.intp)
-        key = q * n_c + ids
-        ok = ~np.isin(key, forbidden)
-        _, first = np.unique(key, return_index=True)  # distinct within the draw
-        distinct = np.zeros(key.size, dtype=bool)
-        distinct[first] = True
-        ok &= distinct
-        q, ids = q[ok], ids[ok]
-        sim = _similarity(Q[q], np.asarray(C[ids]), metric) if ids.size else np.empty(0)
-        ok = sim <= cap[q]
-        if min_score is not None:
-            ok &= sim >= min_score
-        q, ids, sim = q[ok], ids[ok], sim[ok]
-        # keep at most `need` per query, in draw order
-        order = np.argsort(q, kind="stable")
-        q, ids, sim = q[order], ids[order], sim[order]
-        pos_in_q = np.arange(q.size) - np.searchsorted(q, q)
-        take = pos_in_q < need[q]
-        q, ids, sim, pos_in_q = q[take], ids[take], sim[take], pos_in_q[take]
-        out_ids[q, filled[q] + pos_in_q] = ids
-        out_sim[q, filled[q] + pos_in_q] = sim
-        np.add.at(filled, q, 1)
-        forbidden = np.union1d(forbidden, q * n_c + ids)
+        n_draw = 2 * need[rows] + 4
+        u = _uniform(key, gq[rows], _STREAM_EASY, int(n_draw.max()), first=used[rows])
+        used[rows] += n_draw
+        drawn = np.arange(u.shape[1])[None, :] < n_draw[:, None]
+        ids = np.minimum((u * n_c).astype(np.intp), n_c - 1)
+        keys = rows[:, None] * n_c + ids
+        ok = drawn & ~np.isin(keys, forbidden)
+        flat = np.flatnonzero(ok.ravel())  # the first draw of an id counts (row order)
+        _, first = np.unique(keys.ravel()[flat], return_index=True)
+        distinct = np.zeros(ok.size, dtype=bool)
+        distinct[flat[first]] = True
+        ok &= distinct.reshape(ok.shape)
+        sim, dup = _rescore(Q[rows], C, np.where(ok, ids, -1), metric, positives, rows,
+                            threshold)
+        ok &= (sim <= cap[rows, None]) & (sim >= floor[rows, None]) & ~dup
+        rank = np.cumsum(ok, axis=1)
+        take = ok & (rank <= need[rows, None])
+        r, c = np.nonzero(take)
+        q = rows[r]
+        slot = filled[q] + rank[r, c] - 1
+        out_ids[q, slot] = ids[r, c]
+        out_sim[q, slot] = sim[r, c]
+        filled[rows] += take.sum(axis=1)
+        forbidden = np.union1d(forbidden, q * n_c + ids[r, c])
     return out_ids, out_sim
 
 
