@@ -20,6 +20,8 @@ __all__ = [
     "check_positive_real",
     "check_finite_1d",
     "as_csr",
+    "describe_labels",
+    "check_label_present",
 ]
 
 # float64 represents every integer up to 2**53 exactly; larger int64/uint64
@@ -31,8 +33,14 @@ def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
     """Return ``a`` as an ndarray of a real dtype, without copying it.
 
     Lists and other array-likes are converted; ndarrays and memmaps are returned
-    as views. Complex, object, string, datetime dtypes raise ``TypeError``.
+    as views. Complex, object, string, datetime dtypes and scipy sparse matrices
+    (which numpy would wrap in a 0-d object array) raise ``TypeError``.
     """
+    if _is_sparse(a):
+        raise TypeError(
+            f"{name} is a scipy sparse {type(a).__name__}, which is not supported here: "
+            f"pass a dense array ({name}.toarray()) if it fits in memory."
+        )
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
@@ -50,6 +58,12 @@ def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
     if max_ndim is not None and arr.ndim > max_ndim:
         raise ValueError(f"{name} must be at most {max_ndim}-D, got a {arr.ndim}-D array.")
     return arr
+
+
+def _is_sparse(a):
+    """True for scipy sparse matrices and arrays, without importing scipy."""
+    module = type(a).__module__ or ""
+    return module.startswith("scipy.sparse") and hasattr(a, "toarray")
 
 
 def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
@@ -158,6 +172,32 @@ def check_finite_1d(a, name):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity.")
     return arr
+
+
+def describe_labels(labels, limit=10):
+    """``'a', 'b'`` for a message: the distinct labels present, the first ``limit``."""
+    labels = list(labels)
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v)
+                      for v in labels[:limit])
+    return shown + (f", ... ({len(labels)} labels)" if len(labels) > limit else "")
+
+
+def check_label_present(label, present, name, y_name="y_true"):
+    """Raise ``ValueError`` naming ``name`` when ``label`` cannot be a label of
+    ``y_name``, whose sorted distinct labels are ``present``: absent although two
+    labels are present (the classic default ``pos_label=1`` with labels
+    ``'no'``/``'yes'``, which would silently count every example as the other
+    class), or of another kind (a number among strings). An absent label of the
+    right kind next to a single present one is a subset of one class: allowed."""
+    present = np.asarray(present)
+    if present.size == 0 or label in present.tolist():
+        return
+    is_text = isinstance(label, (str, bytes, np.str_, np.bytes_))
+    other_kind = is_text != (present.dtype.kind in "USO" and isinstance(
+        present.tolist()[0], (str, bytes)))
+    if present.size >= 2 or other_kind:
+        raise ValueError(f"{name}={label!r} is not a label of {y_name} (labels present: "
+                         f"{describe_labels(present)}); pass {name} as one of them.")
 
 
 def as_csr(ids, n_rows, n_cols, name):

@@ -336,7 +336,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
                          f"got shape {Q.shape}.")
     split_every = check_int(split_every, "split_every", min_value=2)
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = _check_k_band(k, band, n_c)
+    start, stop = _check_k_band(k, band, n_c, "candidates")
     if exclude is None:
         indptr, ids = np.zeros(n_q + 1, dtype=np.intp), np.zeros(0, dtype=np.intp)
     else:

@@ -10,11 +10,13 @@ from sklearn.metrics import average_precision_score
 
 from ._validation import (
     check_finite_1d,
+    check_label_present,
     check_fraction,
     check_int,
     check_positive_real,
     check_real,
     check_real_array,
+    describe_labels,
 )
 from .selection import select_hardest
 
@@ -104,6 +106,10 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     band : float > 0, default=0.1
         Half-width of the threshold region.
     pos_label : int, str or bool, default=1
+        The positive class. A ``pos_label`` that is not a label of ``y_true``
+        raises ``ValueError`` when ``y_true`` has two labels (e.g. the default
+        1 with labels ``"no"``/``"yes"``) or labels of another kind (strings
+        for a number); with one label of its kind, it means no positives.
 
     Returns
     -------
@@ -128,12 +134,15 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
         raise ValueError(f"y_true must be 1-D with the length of y_score ({s.shape[0]}), "
                          f"got shape {y_true.shape}.")
     try:
-        n_classes = np.unique(y_true).size
+        present = np.unique(y_true)
     except TypeError as exc:  # mixed types, None among strings, ...
         raise TypeError(f"y_true must hold labels of one comparable type; {exc}") from None
+    n_classes = present.size
     if n_classes > 2:
         raise ValueError("hard_case_report is for binary problems: y_true has "
                          f"{n_classes} classes.")
+    # else y_true == pos_label is all False: a table of zeros, silently
+    check_label_present(pos_label, present, "pos_label")
     y = y_true == pos_label
     threshold = check_real(threshold, "threshold")
     band = check_positive_real(band, "band")
@@ -221,7 +230,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
 
     Parameters
     ----------
-    X : array-like of shape (n, n_features)
+    X : array-like or pandas DataFrame of shape (n, n_features)
         Dense features; may be an ``np.memmap`` (read in row chunks).
     y : array-like of shape (n,)
     hard_negative_indices : array-like of int
@@ -230,6 +239,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     negative_label : default=0
         Every other label counts as positive.
     feature_names : sequence of str, optional
+        Default: a DataFrame's column names, else ``x0, x1, ...``.
     top : int, optional
         Keep only the ``top`` highest-ranked features.
 
@@ -252,6 +262,8 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     >>> report[0]["feature"]
     'f0'
     """
+    if feature_names is None and hasattr(X, "columns") and hasattr(X, "iloc"):
+        feature_names = [str(c) for c in X.columns]  # a pandas DataFrame's own names
     X = check_real_array(X, "X", min_ndim=2, max_ndim=2)
     y = np.asarray(y)
     n, n_features = X.shape
@@ -264,8 +276,16 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
         raise ValueError(f"hard_negative_indices must lie in [0, {n}).")
     is_neg = y == negative_label
     if not is_neg[hard].all():
-        raise ValueError("hard_negative_indices must point at examples labelled "
-                         f"negative_label={negative_label!r}.")
+        try:
+            present = describe_labels(np.unique(y))
+        except TypeError:  # labels of mixed types
+            present = describe_labels(dict.fromkeys(y.tolist()))
+        raise ValueError(
+            "hard_negative_indices must point at examples labelled "
+            f"negative_label={negative_label!r}; y has labels {present}"
+            + ("" if negative_label in y.tolist() else
+               f", without {negative_label!r}: pass negative_label as one of them")
+            + ".")
     is_easy = is_neg.copy()
     is_easy[hard] = False
     pos, easy = np.flatnonzero(~is_neg), np.flatnonzero(is_easy)

@@ -105,7 +105,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if Q.shape[1] == 0:
         raise ValueError("queries and candidates need at least one dimension.")
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = _check_k_band(k, band, n_c)
+    start, stop = _check_k_band(k, band, n_c, "candidates")
     if not isinstance(exclude_self, (bool, np.bool_)):
         raise TypeError(f"exclude_self must be a bool, got {exclude_self!r}.")
     if exclude_self and n_q > n_c:

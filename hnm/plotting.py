@@ -6,7 +6,7 @@ with the non-interactive "Agg" backend.
 """
 import numpy as np
 
-from ._validation import check_finite_1d
+from ._validation import check_finite_1d, check_label_present
 
 __all__ = ["plot_difficulty", "plot_score_distributions", "plot_history"]
 
@@ -79,6 +79,8 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
     mined_indices : array-like of int, optional
         Indices of mined negatives.
     pos_label : default=1
+        The positive class; must be a label of ``y_true`` (as for
+        :func:`hnm.metrics.hard_case_report`).
     bins : int, default=50
     ax : matplotlib Axes, optional
 
@@ -101,6 +103,11 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
     y = np.asarray(y_true)
     if y.shape != s.shape:
         raise ValueError(f"y_true must have the shape of y_score {s.shape}, got {y.shape}.")
+    try:
+        present = np.unique(y)
+    except TypeError as exc:  # mixed types, None among strings, ...
+        raise TypeError(f"y_true must hold labels of one comparable type; {exc}") from None
+    check_label_present(pos_label, present, "pos_label")
     ax = _axes(ax)
     edges = np.histogram_bin_edges(s, bins=bins)
     pos = y == pos_label

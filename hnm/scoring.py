@@ -1,5 +1,6 @@
 """How hard is each example for the current model? One fused pass per row."""
 import math
+import warnings
 
 import numpy as np
 
@@ -42,7 +43,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
           the scores are **binary decision values** centred on 0 (as from
           ``decision_function``), margin ``y+- * f(x)`` with ``y+- = +1`` for the
           second label. For positive-class probabilities pass the (n, 2)
-          matrix ``predict_proba`` returns instead.
+          matrix ``predict_proba`` returns instead (or, from a vector ``p``,
+          ``np.column_stack([1 - p, p])``); a vector whose values all lie in
+          [0, 1] warns that it looks like probabilities.
         - ``"log_loss"``, ``"confidence"`` and ``"entropy"`` need
           **probabilities**: values in [0, 1] and, for a matrix, rows summing to
           1 (within 1e-3), else ``ValueError``. An (n,) vector is the
@@ -74,6 +77,12 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     difficulty : ndarray of shape (n,)
         float32 for float32 scores, float64 otherwise.
 
+    See Also
+    --------
+    hnm.topk : The hardest examples of a difficulty vector.
+    hnm.selection.select_hardest : OHEM-style selection with noise guards.
+    hnm.metrics.hard_case_report : Model quality on the hard cases.
+
     Examples
     --------
     >>> import numpy as np
@@ -86,6 +95,16 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     array([0.105, 0.916, 0.223])
     >>> difficulty([0, 1, 1], np.array([-2.0, 0.5, -0.1]), measure="hinge")
     array([0. , 0.5, 1.1])
+
+    Positive-class probabilities ``p`` (``predict_proba(X)[:, 1]``) as a
+    vector are read as probabilities by the probability measures; for the
+    margin, give both columns:
+
+    >>> p = np.array([0.1, 0.6, 0.8])
+    >>> difficulty(y, p, measure="confidence").round(3)
+    array([0.1, 0.6, 0.2])
+    >>> difficulty(y, np.column_stack([1 - p, p]))
+    array([-0.8,  0.2, -0.6])
     """
     measure = check_option(measure, "measure", MEASURES)
     S = check_real_array(y_score, "y_score", max_ndim=2)
@@ -96,6 +115,8 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
         raise ValueError(f"y_score needs at least {1 if measure == 'entropy' else 2} "
                          f"column(s) for measure={measure!r}, got {n_columns}.")
     y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure, S.ndim == 2)
+    if S.ndim == 1 and measure in ("margin", "hinge"):
+        _warn_if_probabilities(S, measure, chunk_size)
 
     wdt = working_dtype(S.dtype)
     out = np.empty(n, dtype=wdt if S.dtype == wdt else np.float64)
@@ -122,6 +143,26 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
             + (" with rows summing to 1" if S.ndim == 2 else "")
             + "; use measure='margin' or 'hinge' for decision values.")
     return out
+
+
+def _warn_if_probabilities(s, measure, chunk_size):
+    """Warn when a score vector read as decision values holds only values in
+    [0, 1]: most likely ``predict_proba(X)[:, 1]``, whose margin would be read
+    against 0 instead of 0.5 (every positive with p < 0.5 would count as right).
+    Decision values leave [0, 1] in the first chunk, so this rarely reads all."""
+    if s.size == 0:
+        return
+    for r0 in range(0, s.shape[0], chunk_size):
+        block = s[r0:r0 + chunk_size]
+        if not (block.min() >= 0 and block.max() <= 1):  # NaN counts as outside
+            return
+    warnings.warn(
+        f"y_score is a vector whose values all lie in [0, 1], like positive-class "
+        f"probabilities, but measure={measure!r} reads a vector as decision values "
+        "centred on 0. For probabilities p pass np.column_stack([1 - p, p]) (what "
+        "predict_proba returns) or use measure='log_loss' or 'confidence'; if these "
+        "really are decision values, ignore this warning.",
+        UserWarning, stacklevel=3)
 
 
 def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
@@ -173,7 +214,12 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
         return np.zeros(n, dtype=np.int64), 0, np.zeros(1, dtype=np.intp), False
     y = np.asarray(y_true)
     if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"y_true must have shape ({n},) to match y_score, got {y.shape}.")
+        hint = ""
+        if matrix and y.ndim == 1 and y.shape[0] == n_columns:
+            hint = (f" y_score has shape ({n}, {n_columns}): if its rows are the classes and "
+                    f"its columns the {n_columns} examples, pass y_score.T.")
+        raise ValueError(f"y_true must have shape ({n},) to match y_score, got "
+                         f"{y.shape}.{hint}")
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size != n_columns:

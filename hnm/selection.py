@@ -166,14 +166,15 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     return TopK(keys, idx)
 
 
-def _check_k_band(k, band, n):
-    """Return the rank window ``(start, stop)`` asked for by ``k`` or ``band``."""
+def _check_k_band(k, band, n, what="scores"):
+    """Return the rank window ``(start, stop)`` asked for by ``k`` or ``band``;
+    ``what`` names the ``n`` things ranked in the messages."""
     if (k is None) == (band is None):
         raise ValueError("Pass exactly one of k and band.")
     if k is not None:
         k = check_int(k, "k", min_value=1)
         if k > n:
-            raise ValueError(f"k={k} is larger than the number of scores ({n}).")
+            raise ValueError(f"k={k} is larger than the number of {what} ({n}).")
         return 0, k
     try:
         start, stop = band
@@ -182,7 +183,7 @@ def _check_k_band(k, band, n):
     start = check_int(start, "band start", min_value=0)
     stop = n if stop is None else check_int(stop, "band stop", min_value=1)
     if stop > n:
-        raise ValueError(f"band stop={stop} is larger than the number of scores ({n}).")
+        raise ValueError(f"band stop={stop} is larger than the number of {what} ({n}).")
     if start >= stop:
         raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
     return start, stop
@@ -295,7 +296,10 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
     skip : int, default=0
         Ranks to skip after the noise guard (the start of a rank band).
     noise_fraction : float in [0, 1), default=0.0
-        Fraction of the hardest examples to drop as suspected label noise.
+        Drop the hardest ``floor(noise_fraction * n)`` examples as suspected
+        label noise before selecting. A fraction of all ``n`` examples, not of
+        ``k``: with ``n=100_000``, ``noise_fraction=0.01`` skips the 1000
+        hardest whatever ``k`` is, and ``k`` are then taken from rank 1001 on.
 
     Returns
     -------
@@ -311,7 +315,7 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
     array([1, 4])
     >>> select_hardest(losses, 2, skip=1)          # ranks 2-3: skip the hardest
     array([4, 5])
-    >>> select_hardest(losses, fraction=0.5, noise_fraction=0.2)
+    >>> select_hardest(losses, fraction=0.5, noise_fraction=0.2)  # floor(0.2 * 6) = 1 dropped
     array([4, 5, 2])
     """
     d = check_real_array(difficulty, "difficulty", max_ndim=1)
@@ -361,7 +365,8 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
         Number of examples to draw, ``1 <= k <= n`` minus the noise guard.
     temperature : float > 0, default=1.0
     noise_fraction : float in [0, 1), default=0.0
-        Drop the hardest ``floor(noise_fraction * n)`` before sampling.
+        Drop the hardest ``floor(noise_fraction * n)`` before sampling (a
+        fraction of all ``n`` examples, not of ``k``).
     random_state : int, RandomState instance or None
         Seed for reproducible draws.
 

@@ -2,6 +2,7 @@
 
 Expected failures, with the reason each is expected, live in one table here.
 """
+import pytest
 from imblearn.utils.estimator_checks import (
     parametrize_with_checks as imblearn_parametrize_with_checks,
 )
@@ -59,6 +60,14 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@imblearn_parametrize_with_checks(SAMPLERS, expected_failed_checks=expected_failed_checks)
+def _listed(decorator):
+    """The same parametrize mark with its parameters in a list: imbalanced-learn
+    passes a generator, which pytest deprecates (PytestRemovedIn10Warning)."""
+    argnames, argvalues = decorator.args
+    return pytest.mark.parametrize(argnames, list(argvalues), **decorator.kwargs)
+
+
+@_listed(imblearn_parametrize_with_checks(SAMPLERS,
+                                          expected_failed_checks=expected_failed_checks))
 def test_imblearn_compatible_sampler(estimator, check):
     check(estimator)

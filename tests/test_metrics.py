@@ -85,3 +85,48 @@ def test_feature_diagnosis_bad_arguments(rng, hard, kwargs, match):
     y = np.r_[np.zeros(600, int), np.ones(200, int)]
     with pytest.raises(ValueError, match=match):
         feature_diagnosis(rng.standard_normal((800, 4)), y, np.array(hard, dtype=int), **kwargs)
+
+
+def test_string_labels_with_the_default_pos_label_raise(binary):
+    y, s = binary
+    y_str = np.where(y == 1, "yes", "no")
+    with pytest.raises(ValueError, match=r"pos_label=1 is not a label of y_true "
+                                         r"\(labels present: 'no', 'yes'\)"):
+        hard_case_report(y_str, s)
+    # with the right pos_label the report equals the integer one
+    assert hard_case_report(y_str, s, pos_label="yes") == hard_case_report(y, s)
+
+
+@pytest.mark.parametrize("y, pos_label", [(["no", "no"], 1), ([0, 1], "1")])
+def test_pos_label_of_another_kind_raises(y, pos_label):
+    with pytest.raises(ValueError, match="pos_label="):
+        hard_case_report(np.array(y), np.array([0.2, 0.7]), pos_label=pos_label)
+
+
+def test_one_class_subset_without_positives_is_allowed():
+    report = hard_case_report(np.array([0, 0, 0]), np.array([0.2, 0.7, 0.1]))
+    assert report[0]["n_pos"] == 0 and report[0]["fpr"] == pytest.approx(1 / 3)
+
+
+def test_feature_diagnosis_string_labels_name_negative_label(rng):
+    y = np.r_[np.full(600, "neg"), np.full(200, "pos")]
+    X = rng.standard_normal((800, 3))
+    with pytest.raises(ValueError, match=r"negative_label=0; y has labels 'neg', 'pos', "
+                                         r"without 0: pass negative_label"):
+        feature_diagnosis(X, y, np.arange(10))
+    ints = feature_diagnosis(X, (y == "pos").astype(int), np.arange(10))
+    assert feature_diagnosis(X, y, np.arange(10), negative_label="neg") == ints
+
+
+def test_feature_diagnosis_uses_dataframe_column_names(rng):
+    pd = pytest.importorskip("pandas")
+    y = np.r_[np.zeros(300, int), np.ones(100, int)]
+    X = rng.standard_normal((400, 3))
+    X[y == 1, 1] += 3
+    X[:20, 1] += 3
+    df = pd.DataFrame(X, columns=["age", "income", "tenure"])
+    report = feature_diagnosis(df, y, np.arange(20))
+    assert report[0]["feature"] == "income"
+    assert sorted(r["feature"] for r in report) == ["age", "income", "tenure"]
+    # explicit names still win
+    assert feature_diagnosis(df, y, np.arange(20), feature_names=list("abc"))[0]["feature"] == "b"

@@ -46,3 +46,11 @@ def test_plot_bad_arguments():
         plot_score_distributions([0.1, 0.2], [0])
     with pytest.raises(ValueError, match="history must be"):
         plot_history([])
+
+
+def test_score_distributions_refuse_a_pos_label_not_in_y(rng):
+    y = np.where(rng.integers(0, 2, 100) == 1, "yes", "no")
+    with pytest.raises(ValueError, match="pos_label=1 is not a label of y_true"):
+        plot_score_distributions(rng.random(100), y)
+    ax = plot_score_distributions(rng.random(100), y, pos_label="yes")
+    assert len(ax.get_legend().get_texts()) == 2

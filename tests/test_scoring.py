@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -100,6 +102,9 @@ def test_one_invalid_probability_anywhere_is_caught(n, C, dtype, measure, bad, d
         difficulty(rng.integers(0, C, n), P, measure=measure, labels=np.arange(C))
 
 
+# small random decision vectors can fall inside [0, 1] and warn (they look like
+# probabilities); that warning has its own test
+@pytest.mark.filterwarnings("ignore:y_score is a vector whose values all lie in")
 @given(n=st.integers(1, 200), measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
 def test_binary_vectors(n, measure, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
@@ -242,3 +247,50 @@ def test_integer_labels_other_than_column_indices(values, rng):
     np.testing.assert_allclose(difficulty(y, P, labels=values), reference(codes, P, "margin"))
     with pytest.raises(ValueError, match="not in labels"):
         difficulty(np.r_[y[:-1], 4], P, labels=values)
+
+
+@pytest.mark.parametrize("measure", ["margin", "hinge"])
+def test_probability_vector_read_as_decision_values_warns(measure, rng):
+    # predict_proba(X)[:, 1] under a decision-value measure: the commonest mistake
+    y = rng.integers(0, 2, 400)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    with pytest.warns(UserWarning, match=r"y_score is a vector whose values all lie in \[0, 1\]"
+                      r".*np\.column_stack\(\[1 - p, p\]\)"):
+        difficulty(y, p, measure=measure)
+    # the advice in the warning gives the probability margin: misclassified iff > 0
+    d = difficulty(y, np.column_stack([1 - p, p]), measure=measure)
+    if measure == "margin":
+        np.testing.assert_array_equal(d > 0, (p >= 0.5) != (y == 1))
+
+
+def test_decision_values_and_probability_measures_do_not_warn(rng, recwarn):
+    y = rng.integers(0, 2, 400)
+    difficulty(y, rng.standard_normal(400))                        # decision values
+    difficulty(y, rng.random(400), measure="log_loss")             # a probability vector
+    difficulty(y, rng.random(400), measure="confidence")
+    difficulty(y, np.column_stack([1 - (p := rng.random(400)), p]))  # a probability matrix
+    difficulty([], np.empty(0), labels=[0, 1])
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+def test_probability_vector_check_reads_every_chunk():
+    # only the last chunk leaves [0, 1]: decision values after all, no warning
+    y = np.tile([0, 1], 50)
+    f = np.full(100, 0.5)
+    f[-1] = -0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        difficulty(y, f, chunk_size=10)
+    with pytest.warns(UserWarning, match="all lie in"):
+        difficulty(y, np.abs(f), chunk_size=10)
+
+
+def test_transposed_probabilities_suggest_the_transpose(rng):
+    P = probabilities(5, 2, np.float64, 0)
+    y = rng.integers(0, 2, 5)
+    with pytest.raises(ValueError, match=r"y_score has shape \(2, 5\).*pass y_score\.T"):
+        difficulty(y, P.T)
+    np.testing.assert_allclose(difficulty(y, P.T.T), reference(y, P, "margin"))
+    with pytest.raises(ValueError, match=r"must have shape \(5,\)") as info:
+        difficulty(np.zeros(3, int), P)   # a plain length mismatch: no transpose hint
+    assert "y_score.T" not in str(info.value)
