@@ -80,7 +80,8 @@ class HardNegativeResampler(BaseUnderSampler):
     easy_ratio : float >= 0, default=9.0
         Random ("easy") examples per hard one within each class's budget:
         with 9.0 a tenth of the kept negatives are hard and the rest random
-        (Meta EBR found easy:hard blends up to 100:1 best).
+        (Meta's embedding-based retrieval, Huang et al. 2020, found easy:hard
+        blends up to 100:1 best).
     expand_neighbors : int, default=0
         Follow every hard example with its nearest same-class neighbours
         ("find similar examples and emphasise them"), within the hard part of

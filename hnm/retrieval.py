@@ -97,10 +97,12 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     2. false-negative guard, relative to the query's positive score ``p`` (the
        *smallest* score among its positives): drop candidates scoring above
        ``p - absolute_margin`` or above ``p - relative_margin * |p|``
-       (TopK-PercPos with ``relative_margin=0.05``; written with ``|p|`` so it
+       (``relative_margin=0.05`` is NV-Retriever's "TopK-PercPos": drop
+       negatives above 95% of the positive's score; written with ``|p|`` so it
        stays a guard when ``p`` is negative), or above ``max_score``;
     3. rank the survivors (closest first, ties by smaller id) and keep the rank
-       window ``band = (start, stop)`` (Meta EBR: ranks 101-500 did best);
+       window ``band = (start, stop)`` (in Meta's embedding-based retrieval,
+       Huang et al. 2020, negatives from ranks 101-500 did best);
        candidates below ``min_score`` are dropped;
     4. take ``num_negatives`` from the window: the closest (``sampling="top"``)
        or uniformly at random (``"random"``);
@@ -133,7 +135,8 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         Drop candidates scoring above ``max_score`` or below ``min_score``.
     sampling : {"top", "random"}, default="top"
     easy_ratio : float >= 0, default=0.0
-        Random negatives per hard one (Meta EBR blends random negatives in).
+        Random negatives per hard one (Meta's embedding-based retrieval,
+        Huang et al. 2020, blends random negatives in).
     exclude : optional
         Further candidate ids per query that are never negatives, in any form
         ``positives`` accepts for ids.
