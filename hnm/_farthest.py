@@ -23,7 +23,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _pairs
-from ._openmp_helpers import openmp_max_threads
+from ._threads import resolve_n_jobs
 from ._progress import progress_bar
 from ._validation import as_working, check_int, check_option, check_real_array
 from .pairs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, PairResult, _CALL_BLOCKS,
@@ -117,8 +117,7 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
         raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
     if same_label and (query_labels is None or candidate_labels is None):
         raise ValueError("same_label=True needs query_labels and candidate_labels.")
-    n_threads = openmp_max_threads() if n_jobs is None else check_int(n_jobs, "n_jobs",
-                                                                        min_value=1)
+    n_threads = resolve_n_jobs(n_jobs)
     c_block = check_int(block_size, "block_size", min_value=1, allow_none=True)
     c_block = c_block or DEFAULT_CANDIDATE_BLOCK
 
@@ -288,7 +287,7 @@ def farthest_l2_float64(queries, candidates, k, *, n_jobs=None, chunk_rows=8192)
     n_q, dim = Q.shape
     n_c = C.shape[0]
     k2 = min(k + 2, n_c)
-    n_threads = openmp_max_threads() if n_jobs is None else n_jobs
+    n_threads = resolve_n_jobs(n_jobs)
     q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
     c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
     dist = np.empty((n_q, k))

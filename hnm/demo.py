@@ -1,10 +1,18 @@
 """``hnm demo``: random negatives vs hard negative mining at the same budget.
 
 Uses the handwritten digits that ship with scikit-learn (no download): "8" is the
-positive class, every other digit is a negative, and the models may train on as
-many negatives as there are positives. The table compares, on a held-out half:
-everything, the hard cases (the 10% the random-negatives model finds hardest)
-and the threshold region (scores within 0.15 of 0.5).
+positive class, every other digit is a negative, and the mining models may train
+on as many negatives as there are positives. Every model is trained on one half
+of the digits (choosing its rounds on a split of that half) and compared on the
+other, held-out half:
+
+- everything (average precision, precision, recall at 0.5);
+- the hard cases: the 10% of the held-out digits that a *reference* model, fit
+  by cross-validation on the held-out half itself, finds hardest (log-loss).
+  No compared model chose them, so no method's accuracy there is 0 by
+  construction, and every method is measured on the same digits;
+- the threshold band: the held-out digits whose reference score lies within
+  0.15 of 0.5, again the same digits for every method.
 """
 import os
 import time
@@ -12,19 +20,39 @@ import time
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .metrics import Report, hard_case_report
 from .mining import HardMiningClassifier
 from .scoring import difficulty
+from .selection import select_hardest
 
 __all__ = ["run_demo"]
+
+FIGURE_NAME = "hnm_demo.png"
+_BAND = 0.15
 
 
 def _model():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _methods(rounds, random_state):
+    mine = dict(n_rounds=rounds, random_state=random_state)
+    return {
+        "random negatives": HardMiningClassifier(_model(), n_rounds=0, initial_fraction=1.0,
+                                                 random_state=random_state),
+        "hard negatives (defaults)": HardMiningClassifier(_model(), **mine),
+        "hardest-first cache": HardMiningClassifier(_model(), selection="hardest", **mine),
+        "hard + easy blend": HardMiningClassifier(_model(), selection="hardest",
+                                                  easy_ratio=1.0, **mine),
+        "all negatives (reference)": HardMiningClassifier(_model(), n_rounds=0,
+                                                          max_negatives=1.0,
+                                                          initial_fraction=1.0,
+                                                          random_state=random_state),
+    }
 
 
 def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
@@ -33,18 +61,36 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     Parameters
     ----------
     out_dir : str, default="."
-        Where to write ``hnm_demo.png`` (skipped without matplotlib).
+        Where to write ``hnm_demo.png`` (skipped, with a message saying how to
+        get it, without matplotlib).
     quick : bool, default=False
         One mining round instead of four.
     random_state : int, default=0
     verbose : bool, default=True
-        Print the table and the figure's path.
+        Print the table, what its columns mean and the figure's path.
 
     Returns
     -------
     Report
-        One record per method: average precision, precision and recall overall,
-        on the hard cases and in the threshold region.
+        One record per method: negatives trained on, the round kept, average
+        precision, precision and recall overall, accuracy on the hard cases and
+        in the threshold band (the same held-out digits for every method).
+        ``report.figure`` is the figure's path (None when skipped).
+
+    See Also
+    --------
+    hnm.HardMiningClassifier : The mining meta-estimator compared here.
+    hnm.metrics.hard_case_report : The per-segment metrics of the table.
+    hnm.plotting.plot_history : The right panel of the figure.
+
+    Examples
+    --------
+    >>> from hnm.demo import run_demo
+    >>> report = run_demo(out_dir=None, quick=True, verbose=False)  # no figure
+    >>> [r["method"] for r in report][:2]
+    ['random negatives', 'hard negatives (defaults)']
+    >>> sorted({r["band: n"] for r in report}) == [report[0]["band: n"]]  # one band for all
+    True
     """
     t0 = time.perf_counter()
     X, digit = load_digits(return_X_y=True)
@@ -52,65 +98,101 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.5, stratify=y,
                                               random_state=random_state)
     rounds = 1 if quick else 4
-    methods = {
-        "random negatives": HardMiningClassifier(_model(), n_rounds=0, initial_fraction=1.0,
-                                                 random_state=random_state),
-        "hard negatives": HardMiningClassifier(_model(), n_rounds=rounds,
-                                               random_state=random_state),
-        "hard + easy blend": HardMiningClassifier(_model(), n_rounds=rounds, easy_ratio=1.0,
-                                                  random_state=random_state),
-        "all negatives (reference)": HardMiningClassifier(_model(), n_rounds=0,
-                                                          max_negatives=1.0,
-                                                          initial_fraction=1.0),
-    }
-    fitted = {name: clf.fit(X_tr, y_tr, validation_data=(X_te, y_te))
-              for name, clf in methods.items()}
-    # the hard cases: hardest 10% of the test set for the random-negatives model
-    base = fitted["random negatives"].predict_proba(X_te)
-    hard = np.argsort(-difficulty(y_te, base, measure="log_loss"), kind="stable")[
-        : max(1, y_te.size // 10)]
+    fitted = {name: clf.fit(X_tr, y_tr)
+              for name, clf in _methods(rounds, random_state).items()}
+
+    # The hard cases and the threshold band, chosen once for every method by a
+    # reference model that none of the compared models is: scored out of fold on
+    # the held-out half itself.
+    folds = StratifiedKFold(5, shuffle=True, random_state=random_state)
+    ref = cross_val_predict(_model(), X_te, y_te, cv=folds, method="predict_proba")
+    hard = select_hardest(difficulty(y_te, ref, measure="log_loss"), fraction=0.1)
+    band = np.flatnonzero(np.abs(ref[:, 1] - 0.5) <= _BAND)
+
     records = []
     for name, clf in fitted.items():
         p = clf.predict_proba(X_te)[:, 1]
-        seg = {r["segment"]: r for r in hard_case_report(y_te, p, hard_indices=hard,
-                                                          threshold=0.5, band=0.15)}
+        on_hard = hard_case_report(y_te, p, hard_indices=hard)
+        on_band = hard_case_report(y_te, p, hard_indices=band)
         records.append({
             "method": name,
-            "negatives": clf.history_[-1]["n_negatives"],
-            "AP": seg["all"]["average_precision"],
-            "precision": seg["all"]["precision"],
-            "recall": seg["all"]["recall"],
-            "hard: accuracy": seg["hard"]["accuracy"],
-            "band: n": seg["threshold band"]["n"],
-            "band: accuracy": seg["threshold band"]["accuracy"],
+            "negatives": int(clf.negative_indices_.size),
+            "kept round": getattr(clf, "best_round_", clf.history_[-1]["round"]),
+            "AP": on_hard[0]["average_precision"],
+            "precision": on_hard[0]["precision"],
+            "recall": on_hard[0]["recall"],
+            "hard: accuracy": on_hard[1]["accuracy"],
+            "band: n": int(band.size),
+            "band: accuracy": on_band[1]["accuracy"],
         })
     report = Report(records, list(records[0]),
                     title=f"digits 8-vs-rest: {y_tr.sum()} positives to train on, "
-                          f"held-out half ({y_te.size} digits, {hard.size} hard cases)")
-    path = _figure(fitted["hard negatives"], X_tr, y_tr, out_dir)
+                          f"held-out half ({y_te.size} digits, {hard.size} hard cases, "
+                          f"{band.size} in the threshold band)")
+    report.figure, skipped = None, None
+    if out_dir is not None:
+        try:
+            report.figure = _figure(fitted, X_tr, y_tr, out_dir)
+        except ImportError:
+            skipped = ("figure skipped: it needs matplotlib (pip install matplotlib, or "
+                       "pip install \".[plot]\" in the hnm checkout), then run hnm demo "
+                       "again.")
     if verbose:
         print(report)
+        print(_legend(rounds, hard.size, band.size))
         print(f"({time.perf_counter() - t0:.1f} s)")
-        if path:
-            print(f"figure: {path}")
+        if report.figure:
+            print(f"figure: {report.figure}")
+        elif skipped:
+            print(skipped)
     return report
 
 
-def _figure(clf, X, y, out_dir):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    from .plotting import plot_history, plot_score_distributions
+def _legend(rounds, n_hard, n_band):
+    return (
+        "\nnegatives: negatives in the final training set (all models keep every positive).\n"
+        f"kept round: the mining round (of 0..{rounds}; 0 = the random draw) chosen on a "
+        "held-out split of the training half.\n"
+        "AP, precision, recall: on the whole held-out half, predicting 8 when p >= 0.5.\n"
+        f"hard: accuracy on the {n_hard} held-out digits hardest for a reference model "
+        "cross-validated on the held-out half (the same digits for every method).\n"
+        f"band: accuracy on the {n_band} held-out digits whose reference score is within "
+        f"{_BAND:g} of 0.5 (the same digits for every method)."
+    )
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    p = clf.predict_proba(X)[:, 1]
-    plot_score_distributions(p, y, mined_indices=clf.negative_indices_, ax=left)
-    left.set_title("training scores under the final model")
-    plot_history(clf, ax=right)
-    right.set_title("hard mining rounds")
+
+def _figure(fitted, X, y, out_dir):
+    fig = _build_figure(fitted, X, y)
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.abspath(os.path.join(out_dir, "hnm_demo.png"))
+    path = os.path.abspath(os.path.join(out_dir, FIGURE_NAME))
     fig.savefig(path, dpi=100)
     return path
+
+
+def _build_figure(fitted, X, y):
+    """Left: one mining round from the random-negatives model, with the scores
+    that made the mined negatives hard. Right: the default miner's rounds."""
+    from matplotlib.figure import Figure  # ImportError: the caller says how to get it
+
+    from .plotting import plot_history, plot_score_distributions
+
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    start = fitted["random negatives"]
+    p = start.predict_proba(X)[:, 1]
+    negatives = np.flatnonzero(y == 0)
+    budget = int(start.negative_indices_.size)
+    # what a hardest-first round mines: the negatives this model scores as most
+    # positive-like, shown at those very scores (the scores that made them hard)
+    mined = negatives[select_hardest(p[negatives], budget)]
+    plot_score_distributions(p, y, mined_indices=mined, ax=left)
+    left.set_title(f"Hardest-first mining, one round: the {budget} negatives\n"
+                   "the random-negatives model scores highest, at those scores",
+                   fontsize=10)
+    left.set_xlabel("score of the random-negatives model (training half)")
+    default = fitted["hard negatives (defaults)"]
+    plot_history(default, ax=right)
+    kept = getattr(default, "best_round_", None)
+    right.set_title("HardMiningClassifier() rounds (\"hard negatives (defaults)\")"
+                    + ("" if kept is None else f": round {kept} kept"), fontsize=10)
+    return fig

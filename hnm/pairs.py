@@ -1,15 +1,13 @@
 """Exact nearest-candidate search for hard pairs, streaming the candidates."""
 from collections import namedtuple
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 import math
 import numbers
-import threading
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from . import _pairs
-from ._openmp_helpers import openmp_max_threads
+from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
 from ._validation import as_csr, check_int, check_option, check_real_array
 from .selection import _check_k_band
@@ -110,8 +108,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         raise TypeError(f"exclude_self must be a bool, got {exclude_self!r}.")
     if exclude_self and n_q > n_c:
         raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
-    n_threads = openmp_max_threads() if n_jobs is None else check_int(n_jobs, "n_jobs",
-                                                                        min_value=1)
+    n_threads = resolve_n_jobs(n_jobs)
     c_block = check_int(block_size, "block_size", min_value=1, allow_none=True)
     c_block = c_block or DEFAULT_CANDIDATE_BLOCK
 
@@ -202,32 +199,6 @@ def _unit_rows(X, chunk_rows=4096):
     return out
 
 
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter = None
-
-
-@contextmanager
-def _single_threaded_blas():
-    """BLAS at one thread while any search runs in our threads (each would
-    otherwise start its own BLAS threads). threadpoolctl's limits are process-wide,
-    so overlapping calls from several Python threads share one limit, set by the
-    first to enter and restored by the last to leave."""
-    global _blas_users, _blas_limiter
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_limiter = threadpool_limits(1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
-
-
 def _per_query(value, n_q, dtype):
     if value is None:
         return np.full(n_q, np.inf, dtype=dtype)
@@ -294,7 +265,7 @@ def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=Non
     # two spare candidates: with more, the float32 heaps take more entries (on
     # 200,000 x 50, k=3: k + 8 took 1.78 s, k + 2 1.43 s, k + 1 re-searched 336 rows)
     k2 = min(k + 2, n_avail)
-    n_threads = openmp_max_threads() if n_jobs is None else n_jobs
+    n_threads = resolve_n_jobs(n_jobs)
     q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
     c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
     dist = np.empty((n_q, k))

@@ -22,6 +22,19 @@ def _axes(ax):
     return Figure(figsize=(6.4, 4.0), layout="constrained").add_subplot()
 
 
+def _legend_above_data(ax, handles=None, labels=None, *, data_axes=None):
+    """A legend in a band of headroom above the data, so no line or bar runs
+    under it: the data axes' y-limits are raised by a third, and the legend is
+    drawn on ``ax`` (the topmost axes when twinned, so nothing is drawn over it)."""
+    for a in data_axes or [ax]:
+        lo, hi = a.get_ylim()
+        a.set_ylim(lo, lo + (hi - lo) * 1.35)
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    return ax.legend(handles, labels, loc="upper center", ncol=min(len(handles), 3),
+                     fontsize="small", framealpha=0.9)
+
+
 def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
     """Histogram of difficulty with the selected examples' region shaded.
 
@@ -60,7 +73,7 @@ def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
             ax.axvspan(d[sel].min(), d[sel].max(), color="C3", alpha=0.1)
     ax.set_xlabel("difficulty (higher is harder)")
     ax.set_ylabel("examples")
-    ax.legend()
+    _legend_above_data(ax)
     return ax
 
 
@@ -121,7 +134,7 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
                 label=f"mined negatives ({mined.size})")
     ax.set_xlabel("score")
     ax.set_ylabel("density")
-    ax.legend()
+    _legend_above_data(ax)
     return ax
 
 
@@ -156,13 +169,14 @@ def plot_history(history, *, ax=None):
                          "(HardMiningClassifier.history_).")
     ax = _axes(ax)
     rounds = [h["round"] for h in history]
-    ax.plot(rounds, [h["n_negatives"] for h in history], "o-", label="negatives in cache")
-    ax.bar(rounds, [h["n_added"] for h in history], alpha=0.3, label="added")
+    ax.plot(rounds, [h["n_negatives"] for h in history], "o-", label="negatives trained on")
+    ax.bar(rounds, [h["n_added"] for h in history], alpha=0.3, label="added this round")
     ax.set_xlabel("round")
     ax.set_ylabel("negatives")
     ax.set_xticks(rounds)
     handles, labels = ax.get_legend_handles_labels()
     scores = [h.get("validation_score") for h in history]
+    top, data_axes = ax, [ax]
     if any(v is not None for v in scores):
         right = ax.twinx()
         right.plot(rounds, [np.nan if v is None else v for v in scores], "s--", color="C2",
@@ -170,5 +184,6 @@ def plot_history(history, *, ax=None):
         right.set_ylabel("validation score")
         h2, l2 = right.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="best")
+        top, data_axes = right, [ax, right]  # the twin is drawn last: legend on it
+    _legend_above_data(top, handles, labels, data_axes=data_axes)
     return ax

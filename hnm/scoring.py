@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from . import _scoring
-from ._openmp_helpers import openmp_max_threads
+from ._threads import openmp_max_threads
 from ._validation import (
     as_working,
     check_chunk_size,

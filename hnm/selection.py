@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from . import _topk
-from ._openmp_helpers import openmp_max_threads
+from ._threads import openmp_max_threads
 from ._progress import progress_bar
 from sklearn.utils import check_random_state
 

@@ -54,3 +54,112 @@ def test_score_distributions_refuse_a_pos_label_not_in_y(rng):
         plot_score_distributions(rng.random(100), y)
     ax = plot_score_distributions(rng.random(100), y, pos_label="yes")
     assert len(ax.get_legend().get_texts()) == 2
+
+
+def _data_points_under_legend(ax_with_legend, axes):
+    """Display-space data points (line vertices, histogram bar tops and step
+    outlines) inside the legend's box."""
+    ax_with_legend.figure.canvas.draw()
+    box = ax_with_legend.get_legend().get_window_extent()
+    display = []
+    for a in axes:
+        display += [a.transData.transform(line.get_xydata()) for line in a.get_lines()]
+        for p in a.patches:
+            if p.get_data_transform() != a.transData:
+                continue  # a shaded span over the full height (axvspan), not data
+            xy = p.get_transform().transform(p.get_path().vertices)
+            display.append(np.vstack([xy, (xy[:-1] + xy[1:]) / 2]))  # edges' midpoints too
+    hits = [(x, yv) for xy in display for x, yv in xy if box.contains(x, yv)]
+    return hits, sum(len(xy) for xy in display)
+
+
+def _figure_axes():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig.add_subplot()
+
+
+def test_history_legend_is_on_top_and_clear_of_the_curves():
+    # a validation curve that climbs to the top left, where the legend used to sit
+    history = [{"round": r, "n_negatives": 50 + 10 * r, "n_added": 10,
+                "validation_score": 0.9 - 0.05 * r} for r in range(5)]
+    ax = _figure_axes()
+    plot_history(history, ax=ax)
+    right = [a for a in ax.figure.axes if a is not ax][0]
+    assert right.get_legend() is not None and ax.get_legend() is None  # drawn last
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "negatives trained on", "added this round", "validation score"]
+    hits, n_points = _data_points_under_legend(right, [ax, right])
+    assert n_points > 20 and not hits
+
+
+def test_distribution_and_difficulty_legends_are_clear_of_the_bars(rng):
+    y = rng.integers(0, 2, 2000)
+    s = rng.normal(y, 0.3)
+    ax = _figure_axes()
+    plot_score_distributions(s, y, mined_indices=np.flatnonzero((y == 0) & (s > 0.4)), ax=ax)
+    hits, n_points = _data_points_under_legend(ax, [ax])
+    assert n_points > 300 and not hits
+    ax = _figure_axes()
+    d = rng.gamma(2.0, size=2000)
+    plot_difficulty(d, np.argsort(-d)[:100], ax=ax)
+    hits, n_points = _data_points_under_legend(ax, [ax])
+    assert n_points > 300 and not hits
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from hnm.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out_dir=out, quick=True, verbose=False), out
+
+
+def test_demo_measures_every_method_on_the_same_digits(demo):
+    report, out = demo
+    names = [r["method"] for r in report]
+    assert names[0] == "random negatives" and "all negatives (reference)" in names
+    assert len({r["band: n"] for r in report}) == 1 and report[0]["band: n"] > 0
+    # hard cases are chosen by a reference model no method is: none is 0 by construction
+    assert all(0 < r["hard: accuracy"] < 1 for r in report)
+    assert report.figure == str(out / "hnm_demo.png") and (out / "hnm_demo.png").exists()
+
+
+def test_demo_figure_says_what_it_shows_at_mining_time_scores():
+    from sklearn.datasets import load_digits
+
+    from hnm.demo import _build_figure, _methods
+
+    X, digit = load_digits(return_X_y=True)
+    X, y = X[::2], (digit[::2] == 8).astype(int)
+    fitted = {name: clf.fit(X, y) for name, clf in _methods(1, 0).items()}
+    fig = _build_figure(fitted, X, y)
+    left, right = fig.axes[:2]
+    assert left.get_title().startswith("Hardest-first mining, one round")
+    assert "random-negatives model" in left.get_xlabel()
+    assert "hard negatives (defaults)" in right.get_title()
+    # the mined negatives are the highest-scored negatives under the model that mined them
+    p = fitted["random negatives"].predict_proba(X)[:, 1]
+    neg = np.flatnonzero(y == 0)
+    budget = fitted["random negatives"].negative_indices_.size
+    mined_scores = np.sort(p[neg])[-budget:]
+    step = [patch for patch in left.patches if patch.get_label().startswith("mined")]
+    assert step, "the mined negatives' histogram is missing"
+    assert f"mined negatives ({budget})" in [t.get_text() for t in left.get_legend().get_texts()]
+    assert mined_scores.min() > 0.05  # they sit where the model is unsure, not at 0
+
+
+def test_demo_without_matplotlib_says_the_figure_was_skipped(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from hnm.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    report = run_demo(out_dir=tmp_path, quick=True)
+    out = capsys.readouterr().out
+    assert report.figure is None and not (tmp_path / "hnm_demo.png").exists()
+    assert "figure skipped: it needs matplotlib (pip install matplotlib" in out
+    assert 'pip install ".[plot]"' in out
