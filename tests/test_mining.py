@@ -13,6 +13,9 @@ from sklearn.svm import LinearSVC
 from hnm import HardMiningClassifier
 
 FITS = []  # rows each RowRecorder was trained on, in order
+# The cache selections, as every test of the cache mechanics uses them (the
+# defaults changed to importance sampling with a held-out check, tested below).
+CACHE = dict(selection="hardest", validation_fraction=None)
 
 
 class RowRecorder(ClassifierMixin, BaseEstimator):
@@ -50,7 +53,7 @@ def known():
 def test_each_round_adds_the_hardest_uncached_negatives(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, initial_fraction=0.5,
-                               noise_fraction=0.0, random_state=0).fit(X, y)
+                               noise_fraction=0.0, random_state=0, **CACHE).fit(X, y)
     assert [h["n_negatives"] for h in clf.history_] == [20, 30, 40]
     assert [h["n_added"] for h in clf.history_] == [20, 10, 10]
     cached = set(FITS[0][0][y[FITS[0][0]] == 0])
@@ -68,7 +71,7 @@ def test_each_round_adds_the_hardest_uncached_negatives(known):
 def test_noise_guard_and_band_skip_the_very_hardest(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=1, initial_fraction=0.5,
-                               noise_fraction=0.1, skip=5, random_state=0).fit(X, y)
+                               noise_fraction=0.1, skip=5, random_state=0, **CACHE).fit(X, y)
     initial = set(FITS[0][0][y[FITS[0][0]] == 0])
     rows = FITS[1][0]
     added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
@@ -82,7 +85,8 @@ def test_noise_guard_and_band_skip_the_very_hardest(known):
 def test_cache_is_bounded_and_evicts_the_easiest(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=3, max_negatives=30,
-                               initial_fraction=1.0, random_state=0).fit(X, y)
+                               initial_fraction=1.0, noise_fraction=0.02, random_state=0,
+                               **CACHE).fit(X, y)
     assert all(h["n_negatives"] == 30 for h in clf.history_)
     assert [h["n_evicted"] for h in clf.history_[1:]] == [1, 1, 1]
     # the 30 kept negatives end up at least as hard as the initial random ones
@@ -93,14 +97,14 @@ def test_cache_is_bounded_and_evicts_the_easiest(known):
 def test_hard_threshold_stops_when_nothing_is_hard(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=5, max_negatives=200,
-                               hard_threshold=10.0, random_state=0).fit(X, y)
+                               hard_threshold=10.0, random_state=0, **CACHE).fit(X, y)
     assert len(clf.history_) == 2 and clf.history_[-1]["n_added"] == 0
 
 
 def test_easy_blend_shares_the_round_budget(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=1, easy_ratio=1.0, initial_fraction=0.5,
-                               noise_fraction=0.0, random_state=0).fit(X, y)
+                               noise_fraction=0.0, random_state=0, **CACHE).fit(X, y)
     assert clf.history_[1]["n_added"] == 20
     initial = set(FITS[0][0][y[FITS[0][0]] == 0])
     rows = FITS[1][0]
@@ -114,7 +118,8 @@ def test_easy_blend_shares_the_round_budget(known):
 def test_semi_hard_takes_correct_examples_within_the_margin(known):
     X, y, p = known
     HardMiningClassifier(RowRecorder(), n_rounds=1, selection="semi_hard",
-                         semi_hard_margin=0.2, random_state=0).fit(X, y)
+                         semi_hard_margin=0.2, validation_fraction=None,
+                         random_state=0).fit(X, y)
     initial = set(FITS[0][0][y[FITS[0][0]] == 0])
     rows = FITS[1][0]
     added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
@@ -125,7 +130,7 @@ def test_semi_hard_takes_correct_examples_within_the_margin(known):
 def test_curriculum_starts_easy(known):
     X, y, p = known
     HardMiningClassifier(RowRecorder(), n_rounds=3, schedule="curriculum",
-                         random_state=0).fit(X, y)
+                         random_state=0, **CACHE).fit(X, y)
     initial = set(FITS[0][0][y[FITS[0][0]] == 0])
     rows = FITS[1][0]
     added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
@@ -135,7 +140,8 @@ def test_curriculum_starts_easy(known):
 def test_weighting_keeps_everything_and_upweights_hard_negatives(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, weighting="power",
-                               measure="confidence", gamma=2.0).fit(X, y)
+                               measure="confidence", gamma=2.0,
+                               validation_fraction=None).fit(X, y)
     assert all(rows.size == y.size for rows, _ in FITS)
     w = clf.sample_weight_
     neg = y == 0
@@ -147,7 +153,7 @@ def test_weighting_keeps_everything_and_upweights_hard_negatives(known):
 def test_n_rounds_zero_is_the_random_negatives_baseline(known):
     X, y, _ = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=0, initial_fraction=1.0,
-                               random_state=0).fit(X, y)
+                               random_state=0, **CACHE).fit(X, y)
     assert len(FITS) == 1 and clf.history_[0]["n_negatives"] == 40
 
 
@@ -261,4 +267,185 @@ def test_single_class_and_estimator_without_sample_weight():
     with pytest.raises(ValueError, match="does not accept sample_weight"):
         HardMiningClassifier(NoWeights(), weighting="softmax").fit(X, y)
     with pytest.raises(ValueError, match="does not accept sample_weight"):
-        HardMiningClassifier(NoWeights()).fit(X, y, sample_weight=np.ones(20))
+        HardMiningClassifier(NoWeights(), selection="hardest").fit(
+            X, y, sample_weight=np.ones(20))
+
+
+# ------------------------------------------------- importance sampling (defaults)
+from hnm.mining import importance_sample  # noqa: E402
+
+
+def test_importance_sample_has_exact_inclusion_probabilities_and_size():
+    rng = np.random.default_rng(0)
+    d = rng.exponential(size=60)
+    k, mix = 12, 0.4
+    q = mix / d.size + (1 - mix) * d / d.sum()
+    pi = k * q  # no example reaches 1 here: the plain formula
+    assert pi.max() < 1
+    counts = np.zeros(d.size)
+    n_draws = 1500
+    for seed in range(n_draws):
+        idx, w = importance_sample(d, k, uniform_mix=mix, random_state=seed)
+        assert idx.size == k and np.unique(idx).size == k
+        np.testing.assert_allclose(w, 1 / pi[idx])
+        counts[idx] += 1
+    # each frequency within 4.5 binomial standard errors of its probability
+    se = np.sqrt(pi * (1 - pi) / n_draws)
+    assert np.all(np.abs(counts / n_draws - pi) < 4.5 * se + 1e-3)
+
+
+def test_importance_weights_make_sums_unbiased_and_cap_at_one():
+    d = np.r_[np.full(95, 0.01), np.full(5, 50.0)]   # five examples certain to be drawn
+    f = np.random.default_rng(1).normal(size=d.size)
+    totals = []
+    for seed in range(800):
+        idx, w = importance_sample(d, 10, random_state=seed)
+        assert np.isin(np.arange(95, 100), idx).all()
+        totals.append((w * f[idx]).sum())
+    assert abs(np.mean(totals) - f.sum()) < 4 * np.std(totals) / np.sqrt(len(totals))
+    with pytest.raises(ValueError, match="non-negative"):
+        importance_sample(-d, 3)
+    with pytest.raises(ValueError, match="k must be"):
+        importance_sample(d, 0)
+
+
+def test_defaults_draw_weighted_negatives_every_round_and_keep_the_best(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=2, max_negatives=40,
+                               random_state=0).fit(X, y)
+    # 20% held out (stratified): rounds draw 10% of the 320 training negatives
+    assert [h["n_negatives"] for h in clf.history_] == [32, 32, 32]
+    assert all(h["weights"] == "importance" for h in clf.history_)
+    rows0, w0 = FITS[0]
+    np.testing.assert_allclose(w0[y[rows0] == 0], 320 / 32)      # round 0: uniform
+    np.testing.assert_allclose(w0[y[rows0] == 1], 1.0)
+    rows1, w1 = FITS[1]
+    assert w1[y[rows1] == 0].max() <= 320 / (32 * 0.2) + 1e-9  # the uniform share bounds them
+    scores = [h["validation_score"] for h in clf.history_]
+    assert clf.best_round_ == int(np.argmax(scores))
+    assert [h["kept"] for h in clf.history_].count(True) == 1
+    assert clf.history_[clf.best_round_]["kept"]
+    assert "best held-out average_precision" in clf.history_[clf.best_round_]["reason"]
+    assert "refit on all" in clf.history_[clf.best_round_]["reason"]
+    # the refit: every positive, 40 negatives, their weights in sample_weight_
+    rows, w = FITS[-1]
+    assert len(FITS) == 4 and set(np.flatnonzero(y == 1)) <= set(rows)
+    assert (y[rows] == 0).sum() == 40
+    np.testing.assert_array_equal(np.flatnonzero(clf.sample_weight_), np.sort(rows))
+    np.testing.assert_allclose(clf.sample_weight_[np.sort(rows)], w)
+    np.testing.assert_array_equal(clf.negative_indices_, np.sort(rows[y[rows] == 0]))
+
+
+def test_a_round_worse_on_held_out_data_is_never_kept(known):
+    X, y, _ = known
+    calls = []
+
+    def falling(estimator, X_val, y_val):  # each round scores worse than the one before
+        calls.append(1)
+        return -float(len(calls))
+
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=3, scoring=falling,
+                               random_state=0).fit(X, y)
+    assert clf.best_round_ == 0 and clf.history_[0]["kept"]
+    # round 0 refit: its draw plus the 8 held-out positives and 8 of the 80 held-out negatives
+    assert FITS[-1][0].size == FITS[0][0].size + 8 + 8
+    assert set(FITS[0][0]) < set(FITS[-1][0])
+
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=2, validation_fraction=None,
+                               random_state=0).fit(X, y)
+    assert clf.best_round_ == 2 and "no held-out data" in clf.history_[2]["reason"]
+
+
+def test_noise_guard_estimates_the_flipped_labels():
+    X, y = make_classification(6000, n_features=10, weights=[0.9], flip_y=0.0, random_state=1)
+    rng = np.random.default_rng(1)
+    flipped = (y == 1) & (rng.random(y.size) < 0.15)  # positives labelled negative
+    y_noisy = np.where(flipped, 0, y)
+    clf = HardMiningClassifier(LogisticRegression(), max_negatives=0.1, random_state=0)
+    clf.fit(X, y_noisy)
+    assert clf.noise_indices_.size > 0
+    assert clf.history_[-1]["n_guarded"] > 0
+    assert np.isin(clf.noise_indices_, np.flatnonzero(flipped)).mean() > 0.5
+    assert np.all(y_noisy[clf.noise_indices_] == 0)
+    fixed = HardMiningClassifier(LogisticRegression(), max_negatives=0.1, noise_fraction=0.0,
+                                 random_state=0).fit(X, y_noisy)
+    assert fixed.noise_indices_.size == 0
+
+
+def test_weights_reach_a_pipeline_step_and_estimators_without_them_resample(known):
+    X, y, _ = known
+    clf = HardMiningClassifier(make_pipeline(StandardScaler(), RowRecorder()), n_rounds=1,
+                               validation_fraction=None, random_state=0)
+    with pytest.raises(Exception):
+        clf.fit(X, y)  # the scaler changes column 1: RowRecorder reads scaled ids
+    FITS.clear()
+
+    class NoWeights(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            FITS.append((np.asarray(X)[:, 1].astype(int), None))
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict_proba(self, X):
+            p = np.asarray(X)[:, 0]
+            return np.column_stack([1 - p, p])
+
+    clf = HardMiningClassifier(NoWeights(), n_rounds=1, max_negatives=40,
+                               random_state=0).fit(X, y)
+    assert all(h["weights"] == "resampled" for h in clf.history_)
+    rows = FITS[0][0]
+    # costing: rows redrawn with replacement in proportion to their weights, so the
+    # negatives (weight 10) outnumber the positives (weight 1) about 320 : 32
+    assert rows.size == 32 + 32 and (y[rows] == 0).mean() > 0.75
+
+
+def test_pipeline_receives_the_weights_in_its_last_step():
+    X, y = make_classification(1500, weights=[0.95], random_state=0)
+    seen = []
+
+    class Spy(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    HardMiningClassifier(make_pipeline(StandardScaler(), Spy()), n_rounds=1,
+                         random_state=0).fit(X, y)
+    assert seen and all(w is not None and w.max() > 1 for w in seen)
+
+
+def test_decision_function_only_defaults_use_hinge_and_platt_scaling():
+    X, y = make_classification(3000, weights=[0.9], flip_y=0.05, random_state=0)
+    clf = HardMiningClassifier(LinearSVC(), max_negatives=0.2, random_state=0).fit(X, y)
+    assert clf._measure_ == "hinge"
+    assert all(h["validation_score"] is not None for h in clf.history_)
+    assert clf.history_[1]["n_guarded"] >= 0
+    assert clf.decision_function(X[:3]).shape == (3,)
+
+
+def test_dataframe_columns_reach_a_column_transformer():
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    import warnings
+    X, y = make_classification(1200, n_features=4, weights=[0.9], random_state=0)
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    df["colour"] = np.where(X[:, 0] > 0, "red", "blue")
+    pre = ColumnTransformer([("num", StandardScaler(), ["a", "b", "c", "d"])])
+    clf = HardMiningClassifier(make_pipeline(pre, LogisticRegression()), n_rounds=1,
+                               random_state=0).fit(df, y)
+    np.testing.assert_array_equal(clf.feature_names_in_, df.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert clf.predict_proba(df).shape == (1200, 2)
+
+
+def test_round_one_draws_in_proportion_to_difficulty_mixed_with_uniform(known):
+    X, y, p = known
+    HardMiningClassifier(RowRecorder(), n_rounds=1, max_negatives=40, uniform_mix=0.5,
+                         validation_fraction=None, random_state=0).fit(X, y)
+    neg = y == 0
+    d = p[neg]                                   # 1 - p_true of a negative is p
+    pi = 40 * (0.5 / d.size + 0.5 * d / d.sum())
+    rows1, w1 = FITS[1]
+    drawn = rows1[y[rows1] == 0]
+    np.testing.assert_allclose(w1[y[rows1] == 0], 1 / pi[drawn])
+    assert np.all(w1[y[rows1] == 1] == 1.0)
