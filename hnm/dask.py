@@ -1,6 +1,7 @@
 """hnm on Dask: the same selections over arrays split into blocks across workers.
 
-(extra: ``pip install 'hnm[dask]'``)
+(needs dask and distributed: ``pip install "dask[array]" distributed``, or
+``pip install ".[dask]"`` in the hnm checkout)
 
 Every block runs the single-machine kernel; partial results are merged in a tree
 (``split_every`` at a time) by the same total order the kernels use (value, then
@@ -22,7 +23,8 @@ try:
     import dask
     import dask.array as da
 except ImportError as exc:  # pragma: no cover - exercised without the extra
-    raise ImportError("hnm.dask needs dask: pip install 'hnm[dask]'") from exc
+    raise ImportError("hnm.dask needs dask: pip install 'dask[array]' distributed (or "
+                      "pip install '.[dask]' in the hnm checkout)") from exc
 
 from . import pairs as _pairs
 from . import retrieval as _retrieval

@@ -129,14 +129,8 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
                     title=f"digits 8-vs-rest: {y_tr.sum()} positives to train on, "
                           f"held-out half ({y_te.size} digits, {hard.size} hard cases, "
                           f"{band.size} in the threshold band)")
-    report.figure, skipped = None, None
-    if out_dir is not None:
-        try:
-            report.figure = _figure(fitted, X_tr, y_tr, out_dir)
-        except ImportError:
-            skipped = ("figure skipped: it needs matplotlib (pip install matplotlib, or "
-                       "pip install \".[plot]\" in the hnm checkout), then run hnm demo "
-                       "again.")
+    report.figure, skipped = (None, None) if out_dir is None else _figure(
+        fitted, X_tr, y_tr, out_dir)
     if verbose:
         print(report)
         print(_legend(rounds, hard.size, band.size))
@@ -162,11 +156,17 @@ def _legend(rounds, n_hard, n_band):
 
 
 def _figure(fitted, X, y, out_dir):
-    fig = _build_figure(fitted, X, y)
+    """Write the figure: ``(path, None)``, or ``(None, why it was skipped)``."""
+    try:
+        fig = _build_figure(fitted, X, y)
+    except ImportError:
+        return None, ("figure skipped: it needs matplotlib (pip install matplotlib, or "
+                      "pip install \".[plot]\" in the hnm checkout), then run hnm demo "
+                      "again.")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.abspath(os.path.join(out_dir, FIGURE_NAME))
     fig.savefig(path, dpi=100)
-    return path
+    return path, None
 
 
 def _build_figure(fitted, X, y):

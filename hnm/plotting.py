@@ -1,4 +1,5 @@
-"""Plots of difficulty, mined sets and mining rounds (extra: ``pip install hnm[plot]``).
+"""Plots of difficulty, mined sets and mining rounds (needs matplotlib: ``pip install
+matplotlib``, or ``pip install ".[plot]"`` in the hnm checkout).
 
 Every function draws on a given matplotlib ``Axes`` (or a new figure) and
 returns the ``Axes``; none needs a display, so they work on headless machines
@@ -17,7 +18,8 @@ def _axes(ax):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised without the extra
-        raise ImportError("hnm.plotting needs matplotlib: pip install 'hnm[plot]'") from exc
+        raise ImportError("hnm.plotting needs matplotlib: pip install matplotlib (or "
+                          "pip install '.[plot]' in the hnm checkout)") from exc
     # a Figure not managed by pyplot: no GUI backend, nothing left open
     return Figure(figsize=(6.4, 4.0), layout="constrained").add_subplot()
 

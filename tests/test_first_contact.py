@@ -5,6 +5,7 @@ missing attribute, a build warning) so that it cannot come back.
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,13 @@ def test_demo_figure_is_ignored_by_git():
         pytest.skip("not a git checkout")
     run = subprocess.run(["git", "check-ignore", "-q", "hnm_demo.png"], cwd=ROOT)
     assert run.returncode == 0, "hnm_demo.png (written by `hnm demo`) is not in .gitignore"
+
+
+def test_install_hints_name_what_an_index_serves():
+    # "hnm" is not on any package index: hints must install from the checkout
+    # (pip install ".[plot]") or name the real packages
+    package = pathlib.Path(hnm.__file__).parent
+    offenders = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"pip install ['\"]?hnm\[", line)]
+    assert not offenders
