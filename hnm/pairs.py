@@ -29,7 +29,8 @@ _CALL_BLOCKS = 32
 
 def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
                       exclude_self=False, band=None, max_score=None, query_labels=None,
-                      candidate_labels=None, n_jobs=None, block_size=None, progress=False):
+                      candidate_labels=None, n_jobs=None, block_size=None, progress=False,
+                      checkpoint=None):
     """For every query, the ``k`` closest candidates, exactly, in bounded memory.
 
     Candidates are streamed in blocks: each block is scored against blocks of
@@ -75,6 +76,12 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         Candidates per GEMM (default 2048).
     progress : bool, default=False
         Show a progress bar over the candidates.
+    checkpoint : str or os.PathLike, optional
+        A directory where each finished block of queries is saved: the same call
+        again computes only the blocks still missing (after Ctrl-C, a kill or a
+        crash), with a result identical to an uninterrupted call's; a call with
+        other inputs or parameters raises ``ValueError`` naming what changed.
+        ``progress`` then counts queries, the blocks finished earlier as done.
 
     Returns
     -------
@@ -94,6 +101,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     >>> hnm.search_hard_pairs(corpus, corpus, 1, metric="l2", exclude_self=True).indices.ravel()
     array([2, 2, 0, 1])
     """
+    if checkpoint is not None:
+        from ._checkpoint import run_checkpointed
+
+        return run_checkpointed(search_hard_pairs, checkpoint, locals())
     metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
     Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
     C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)

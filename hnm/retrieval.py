@@ -85,7 +85,7 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
                         lower_margin=None, max_score=None, min_score=None, sampling="top",
                         simans=(1.0, 0.0), easy_ratio=0.0, exclude=None, output="triplets",
                         metric="cosine", random_state=None, query_offset=0, block_size=None,
-                        progress=False):
+                        progress=False, checkpoint=None):
     """Mine hard negatives for retrieval training, exactly, in bounded memory.
 
     For every query, the candidates closest to it are the negatives that teach
@@ -150,6 +150,12 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     block_size : int, optional
         Candidates per block, passed to :func:`hnm.search_hard_pairs`.
     progress : bool, default=False
+    checkpoint : str or os.PathLike, optional
+        A directory where each finished block of queries is saved: the same call
+        again computes only the blocks still missing (after Ctrl-C, a kill or a
+        crash), with a result identical to an uninterrupted call's; a call with
+        other inputs or parameters raises ``ValueError`` naming what changed.
+        Needs ``random_state`` to be an int or None.
 
     Returns
     -------
@@ -169,6 +175,10 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     >>> bool(np.all(mined.score <= mined.positive_score * 0.95 + 1e-6))
     True
     """
+    if checkpoint is not None:
+        from ._checkpoint import run_checkpointed
+
+        return run_checkpointed(mine_hard_negatives, checkpoint, locals())
     C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
 
     def search(Q, k, metric, exclude, max_score):
