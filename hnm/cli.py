@@ -1,15 +1,20 @@
 """The ``hnm`` command: mining from the shell over ``.npy`` files.
 
 Inputs are opened as memory maps (never loaded whole); outputs are ``.npy``,
-``.npz`` or ``.csv`` by their extension. User errors print one line on stderr
-and exit with status 2.
+``.npz`` or ``.csv`` by their extension, written atomically (complete under
+their final name or not at all, see :mod:`hnm._io`), so an output may also be
+an input. User errors print one line on stderr and exit with status 2; Ctrl-C
+exits with status 130 and leaves every previous output intact.
 """
 import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
+
+from . import _io
 
 EXAMPLES = {
     "demo": "hnm demo --out figures/",
@@ -25,13 +30,41 @@ class UserError(Exception):
     """An error in what the user asked for: reported in one line, no traceback."""
 
 
+_COMMAND = ["hnm"]  # the running command, for one-line messages
+
+
+def _warn(message):
+    print(f"{_COMMAND[0]}: warning: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    _warn(str(message))  # a Python warning as one line, without the source line
+
+
 def _load(path, name):
     if not os.path.exists(path):
         raise UserError(f"{name}: no such file: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"{name}: {path} is a directory, not a .npy file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read {path} ({exc.strerror or exc})") from None
+    if magic[:4] == b"PK\x03\x04":
+        raise UserError(f"{name}: {path} is a .npz archive; pass one of its arrays as a "
+                        ".npy file (np.save('x.npy', np.load(path)['name']))")
+    if magic != b"\x93NUMPY":
+        raise UserError(f"{name}: {path} is not a .npy file (it does not start with the "
+                        ".npy header); write arrays with numpy.save, e.g. "
+                        "np.save('x.npy', np.loadtxt('x.txt'))")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise UserError(f"{name}: cannot read {path} as a .npy file ({exc})") from None
+        reason = str(exc)
+        if "pickle" in reason or "object" in reason:
+            reason = "it holds Python objects; save a numeric array instead"
+        raise UserError(f"{name}: cannot read {path} as a .npy file ({reason})") from None
 
 
 def _check_output(path):
@@ -39,44 +72,46 @@ def _check_output(path):
         raise UserError(f"{path}: the output must end in .npy, .npz or .csv")
 
 
-def _save(path, columns):
-    """Write named 1-D or 2-D columns to .npy (first column), .npz or .csv."""
+def _save(path, columns, progress=False):
+    """Write named 1-D or 2-D columns to .npy (one column), .npz or .csv, atomically."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        np.savez(path, **columns)
+        _io.save_npz(path, columns, progress=progress)
     elif ext == ".npy":
         if len(columns) != 1:
             raise UserError(f"{path}: .npy holds one array; use .npz or .csv for "
                             f"{', '.join(columns)}")
-        np.save(path, next(iter(columns.values())))
+        _io.save_npy(path, next(iter(columns.values())), progress=progress)
     elif ext == ".csv":
-        names, blocks, fmts = [], [], []
-        for name, a in columns.items():
-            a = np.asarray(a)
-            a = a[:, None] if a.ndim == 1 else a
-            names += [name] if a.shape[1] == 1 else [f"{name}_{j}" for j in range(a.shape[1])]
-            fmts += ["%.9g" if a.dtype.kind == "f" else "%d"] * a.shape[1]
-            blocks.append(a.astype(np.float64))  # ids are exact in float64
-        np.savetxt(path, np.concatenate(blocks, axis=1), fmt=fmts, delimiter=",",
-                   header=",".join(names), comments="")
+        _io.save_csv(path, columns, progress=progress)
     else:
         raise UserError(f"{path}: the output must end in .npy, .npz or .csv")
     print(f"wrote {path}", file=sys.stderr)
 
 
+def _print_columns(columns):
+    """Columns to stdout, tab-separated, formatted as in a .csv output."""
+    for _, text in _io.iter_delimited(columns, delimiter="\t"):
+        sys.stdout.write(text)
+
+
 def _topk(args):
     from .selection import topk
 
+    if args.k is not None and args.band is not None:
+        raise UserError("give -k or --band, not both (-k K is --band 0 K)")
     scores = _load(args.file, "scores")
     band = None if args.band is None else tuple(args.band)
-    result = topk(scores, None if band else args.k, band=band, axis=args.axis,
+    k = None if band else (10 if args.k is None else args.k)
+    result = topk(scores, k, band=band, axis=args.axis,
                   largest=not args.smallest, nan_policy=args.nan_policy,
                   progress=args.progress)
     if args.output:
-        _save(args.output, {"index": result.indices, "value": result.values})
+        _save(args.output, {"index": result.indices, "value": result.values},
+              progress=args.progress)
     else:
-        for i, v in zip(result.indices.reshape(-1), result.values.reshape(-1)):
-            print(f"{i}\t{v}")
+        _print_columns({"index": result.indices.reshape(-1),
+                        "value": result.values.reshape(-1)})
     return 0
 
 
@@ -90,7 +125,7 @@ def _score(args):
     if args.output:
         _save(args.output, {"difficulty": d})
     else:
-        np.savetxt(sys.stdout, d, fmt="%.9g")
+        _print_columns({"difficulty": d})
     return 0
 
 
@@ -101,19 +136,47 @@ def _mine(args):
     positives = np.asarray(_load(args.positives, "positives"))
     candidates = _load(args.candidates, "candidates")
     band = (args.band[0], args.band[1]) if args.band else (0, None)
+    _warn_short(args, positives, candidates, band)
+    if args.checkpoint:
+        _report_checkpoint(args.checkpoint)
     mined = mine_hard_negatives(
         queries, positives, candidates, num_negatives=args.num_negatives, band=band,
         absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
         max_score=args.max_score, min_score=args.min_score, sampling=args.sampling,
         easy_ratio=args.easy_ratio, metric=args.metric, random_state=args.seed,
-        progress=args.progress)
+        progress=args.progress, checkpoint=args.checkpoint)
     _save(args.output, {"query": mined.query, "positive": mined.positive,
                         "negative": mined.negative, "score": mined.score,
                         "positive_score": mined.positive_score,
-                        "is_hard": mined.is_hard.astype(np.int8), "rank": mined.rank})
+                        "is_hard": mined.is_hard.astype(np.int8), "rank": mined.rank},
+          progress=args.progress)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in mined.summary.items()), file=sys.stderr)
     return 0
+
+
+def _warn_short(args, positives, candidates, band):
+    """Say up front when the corpus cannot give every query --num-negatives."""
+    n_c = candidates.shape[0] if candidates.ndim == 2 else 0
+    start = band[0]
+    stop = start + args.num_negatives if band[1] is None else band[1]
+    if n_c == 0 or stop <= n_c or stop <= start or args.num_negatives > stop - start:
+        return  # nothing to say, or the API refuses it with its own message
+    # at least one positive per query is excluded when positives are ids
+    excluded = 1 if positives.dtype.kind in "iu" else 0
+    at_most = max(0, min(stop, n_c - excluded) - start)
+    _warn(f"--num-negatives {args.num_negatives} from rank {start} needs ranks up to "
+          f"{stop}, but the corpus has {n_c} candidates: every query gets at most "
+          f"{at_most} negatives (counted in n_short_queries)")
+
+
+def _report_checkpoint(directory):
+    manifest = os.path.join(directory, "manifest.json")
+    if os.path.exists(manifest):
+        n = sum(1 for f in os.listdir(directory)
+                if f.startswith("block-") and not _io.is_temporary(f))
+        print(f"checkpoint {directory}: resuming, {n} finished block(s) found",
+              file=sys.stderr)
 
 
 def _demo(args):
@@ -124,9 +187,12 @@ def _demo(args):
 
 
 def build_parser():
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="hnm", description="Hard negative and hard example mining.",
         epilog="Run 'hnm COMMAND --help' for each command's options and an example.")
+    parser.add_argument("--version", action="version", version=f"hnm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, help_text):
@@ -142,23 +208,29 @@ def build_parser():
 
     tk = command("topk", "select the top k scores (or a rank band) of a .npy file")
     tk.add_argument("file", help=".npy file of scores (memory-mapped)")
-    tk.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    tk.add_argument("-k", type=int, default=None,
+                    help="how many (default: 10; not with --band)")
     tk.add_argument("--band", type=int, nargs=2, metavar=("START", "STOP"),
-                    help="ranks START..STOP-1 instead of the top k")
+                    help="ranks START..STOP-1 instead of the top k (not with -k)")
     tk.add_argument("--axis", type=int, choices=[-1, 0, 1], default=None,
                     help="select along this axis of a 2-D file (default: flattened)")
     tk.add_argument("--smallest", action="store_true", help="select the smallest scores")
-    tk.add_argument("--nan-policy", default="raise", choices=["raise", "omit"])
-    tk.add_argument("-o", "--output", help="write index,value to .csv/.npz (default: stdout)")
-    tk.add_argument("--progress", action="store_true", help="show a progress bar")
+    tk.add_argument("--nan-policy", default="raise", choices=["raise", "omit"],
+                    help="NaN scores: raise an error, or omit them (default: raise)")
+    tk.add_argument("-o", "--output", help="write index,value to .csv/.npz (default: "
+                                           "stdout, tab-separated)")
+    tk.add_argument("--progress", action="store_true",
+                    help="show progress bars (reading the scores, writing the output)")
     tk.set_defaults(func=_topk)
 
     sc = command("score", "difficulty of every example from labels and model scores")
     sc.add_argument("y_true", help=".npy file of labels, shape (n,)")
     sc.add_argument("y_score", help=".npy file of scores, shape (n,) or (n, n_classes)")
     sc.add_argument("--measure", default="margin",
-                    choices=["margin", "log_loss", "hinge", "confidence", "entropy"])
-    sc.add_argument("--labels", nargs="+", help="class label of each score column")
+                    choices=["margin", "log_loss", "hinge", "confidence", "entropy"],
+                    help="difficulty measure (default: margin)")
+    sc.add_argument("--labels", nargs="+",
+                    help="class label of each score column (default: 0 .. n_classes-1)")
     sc.add_argument("-o", "--output", help=".npy or .csv (default: stdout)")
     sc.set_defaults(func=_score)
 
@@ -167,32 +239,66 @@ def build_parser():
     mi.add_argument("positives", help=".npy file of positive ids (n_queries,) or "
                                       "embeddings (n_queries, dim)")
     mi.add_argument("candidates", help=".npy file, shape (n_candidates, dim) (memory-mapped)")
-    mi.add_argument("-o", "--output", required=True, help=".csv or .npz")
-    mi.add_argument("--num-negatives", type=int, default=3)
-    mi.add_argument("--band", type=int, nargs=2, metavar=("START", "STOP"))
-    mi.add_argument("--absolute-margin", type=float)
-    mi.add_argument("--relative-margin", type=float)
-    mi.add_argument("--max-score", type=float)
-    mi.add_argument("--min-score", type=float)
-    mi.add_argument("--sampling", default="top", choices=["top", "random"])
-    mi.add_argument("--easy-ratio", type=float, default=0.0)
-    mi.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
-    mi.add_argument("--seed", type=int, default=None)
-    mi.add_argument("--progress", action="store_true")
+    mi.add_argument("-o", "--output", required=True,
+                    help=".csv or .npz: columns query, positive, negative, score, "
+                         "positive_score, is_hard, rank")
+    mi.add_argument("--num-negatives", type=int, default=3, metavar="N",
+                    help="hard negatives per query (default: 3)")
+    mi.add_argument("--band", type=int, nargs=2, metavar=("START", "STOP"),
+                    help="take them from ranks START..STOP-1 of the candidates that pass "
+                         "the guards (default: the N closest, 0 N)")
+    mi.add_argument("--absolute-margin", type=float, metavar="M",
+                    help="drop candidates scoring above the positive's score - M "
+                         "(default: off)")
+    mi.add_argument("--relative-margin", type=float, metavar="R",
+                    help="drop candidates scoring above the positive's score - R |score|, "
+                         "R in [0, 1]; 0.05 drops those above 95%% of it (NV-Retriever's "
+                         "TopK-PercPos) (default: off)")
+    mi.add_argument("--max-score", type=float, metavar="S",
+                    help="drop candidates scoring above S (default: off)")
+    mi.add_argument("--min-score", type=float, metavar="S",
+                    help="drop candidates scoring below S (default: off)")
+    mi.add_argument("--sampling", default="top", choices=["top", "random"],
+                    help="the N closest of the band, or N drawn uniformly from it "
+                         "(default: top)")
+    mi.add_argument("--easy-ratio", type=float, default=0.0, metavar="E",
+                    help="add round(E x hard) random negatives per query (default: 0)")
+    mi.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"],
+                    help="similarity (default: cosine)")
+    mi.add_argument("--seed", type=int, default=None,
+                    help="seed of the random draws (default: fresh each run; with "
+                         "--checkpoint drawn once and kept in DIR)")
+    mi.add_argument("--checkpoint", metavar="DIR",
+                    help="save each finished block of queries in DIR; the same command "
+                         "run again (after Ctrl-C, a kill, a crash) computes only the "
+                         "missing blocks, with the same output (default: off)")
+    mi.add_argument("--progress", action="store_true",
+                    help="show progress bars (the search, writing the output)")
     mi.set_defaults(func=_mine)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _COMMAND[0] = f"hnm {args.command}"
     t0 = time.perf_counter()
     try:
-        if getattr(args, "output", None):
-            _check_output(args.output)  # before any work
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if getattr(args, "output", None):
+                _check_output(args.output)  # before any work
+            status = args.func(args)
     except (UserError, ValueError, TypeError, OSError) as exc:
         print(f"hnm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = ""
+        if getattr(args, "checkpoint", None):
+            where = (f"; finished blocks are kept in {args.checkpoint}: run the same "
+                     "command again to resume")
+        print(f"hnm {args.command}: interrupted, no output written{where}",
+              file=sys.stderr)
+        return 130
     if args.command != "demo":
         print(f"done in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     return status

@@ -56,7 +56,7 @@ def test_score_writes_difficulty(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["topk", "missing.npy"], "no such file"),
-    (["topk", "bad.npy"], "cannot read"),
+    (["topk", "bad.npy"], "is not a .npy file"),
     (["topk", "s.npy", "-k", 10], "k=10 is larger"),
     (["topk", "c.npy"], "real"),
     (["topk", "s.npy", "-k", 2, "-o", "out.txt"], "must end in .npy, .npz or .csv"),
