@@ -27,7 +27,29 @@ _ROWS_PER_CHUNK = 65_536
 
 
 class Report(list):
-    """A list of records (dicts) that prints as an aligned table."""
+    """A list of records (dicts) that prints as an aligned table.
+
+    Parameters
+    ----------
+    records : iterable of dict
+    columns : sequence of str
+        The keys shown, in order; a missing key or None prints as "-".
+    title : str, default=""
+        A first line above the table.
+
+    See Also
+    --------
+    hard_case_report, feature_diagnosis : The functions that return one.
+
+    Examples
+    --------
+    >>> from hnm.metrics import Report
+    >>> print(Report([{"a": 1, "b": 0.5}, {"a": 22}], ["a", "b"], title="t"))
+    t
+     a       b
+     1  0.5000
+    22       -
+    """
 
     def __init__(self, records, columns, title=""):
         super().__init__(records)
@@ -115,6 +137,12 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     -------
     Report
         A list of dicts, one per segment; ``print(report)`` shows a table.
+
+    See Also
+    --------
+    feature_diagnosis : Which features make the hard negatives look positive.
+    hnm.difficulty : Difficulty scores for the ``difficulty`` argument.
+    hnm.plotting.plot_score_distributions : The same segments, drawn.
 
     Examples
     --------
@@ -248,6 +276,11 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     Report
         One record per feature: ``feature``, ``smd_hard_vs_pos``,
         ``smd_hard_vs_easy``, ``smd_easy_vs_pos``, ``confusability``.
+
+    See Also
+    --------
+    hard_case_report : Model quality on the hard cases.
+    hnm.selection.select_hardest : One way to get ``hard_negative_indices``.
 
     Examples
     --------

@@ -55,6 +55,11 @@ def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
     -------
     ax : matplotlib Axes
 
+    See Also
+    --------
+    plot_score_distributions : Scores of positives, negatives and mined negatives.
+    hnm.selection.select_hardest : Selected indices to overlay.
+
     Examples
     --------
     >>> import numpy as np
@@ -102,6 +107,11 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
     Returns
     -------
     ax : matplotlib Axes
+
+    See Also
+    --------
+    plot_difficulty : The difficulty histogram with a selection shaded.
+    hnm.metrics.hard_case_report : The same overlap, as numbers.
 
     Examples
     --------
@@ -155,6 +165,11 @@ def plot_history(history, *, ax=None):
     Returns
     -------
     ax : matplotlib Axes
+
+    See Also
+    --------
+    hnm.HardMiningClassifier : Whose ``history_`` this draws.
+    plot_difficulty : The difficulty of one round's pool.
 
     Examples
     --------
