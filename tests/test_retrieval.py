@@ -223,3 +223,236 @@ def test_dimension_mismatch(rng):
 
 def test_top_level_name():
     assert hnm.mine_hard_negatives is mine_hard_negatives
+
+
+# ----------------------------------------------------- near-duplicate guard
+OFF = dict(absolute_margin=None, relative_margin=None, duplicate_threshold=None,
+           lower_margin=None, sampling="top", band=(0, None))
+
+
+def unit(X):
+    X = np.asarray(X, dtype=np.float64)
+    return X / np.linalg.norm(X, axis=-1, keepdims=True)
+
+
+def reference_dedup(Q, pos, C, *, num_negatives, threshold, band=(0, None), metric="cosine",
+                    relative_margin=None, P=None):
+    """Brute force: candidates whose cosine to one of the query's positives exceeds
+    ``threshold`` are dropped before ranking, like every other guard."""
+    S = similarity_matrix(Q, C, metric)
+    start, stop = band
+    stop = start + num_negatives if stop is None else stop
+    rows = []
+    for i in range(Q.shape[0]):
+        if P is None:
+            positives = np.atleast_1d(pos[i])
+            pvec, p = unit(C[positives]), S[i, positives].min()
+        else:
+            positives = np.array([], dtype=int)
+            pvec, p = unit(P[i:i + 1]), similarity_matrix(Q[i:i + 1], P[i:i + 1], metric)[0, 0]
+        cap = guard_cap(p, None, relative_margin, None)
+        near = (unit(C) @ pvec.T).max(axis=1) > threshold
+        ok = [j for j in range(C.shape[0])
+              if j not in set(positives.tolist()) and not near[j] and S[i, j] <= cap]
+        ok.sort(key=lambda j: (-S[i, j], j))
+        rows.append(ok[start:stop][:num_negatives])
+    return rows
+
+
+def corpus_with_duplicates(rng, n=300, dim=8, n_dup=60, copies=1, noise=0.02):
+    C = rng.standard_normal((n, dim))
+    src = np.repeat(np.arange(n_dup), copies)
+    D = C[src] + noise * rng.standard_normal((src.size, dim))
+    Q = C[:n_dup] + 0.4 * rng.standard_normal((n_dup, dim))
+    return Q, np.vstack([C, D]), src, n + np.arange(src.size)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_duplicate_guard_matches_brute_force(rng, metric):
+    Q, C, src, dup_ids = corpus_with_duplicates(rng)
+    pos = np.arange(Q.shape[0])
+    kw = dict(num_negatives=4, band=(2, 10))
+    mined = mine_hard_negatives(Q, pos, C, **{**OFF, **kw, "duplicate_threshold": 0.9},
+                                metric=metric)
+    expected = reference_dedup(Q, pos, C, threshold=0.9, metric=metric, **kw)
+    assert mined_per_query(mined, Q.shape[0]) == expected
+    own_duplicate = dup_ids[mined.query]  # the near-copy of the query's own positive
+    assert not np.any(mined.negative == own_duplicate)
+    # without the guard the duplicates are among the closest
+    unguarded = mine_hard_negatives(Q, pos, C, **{**OFF, "num_negatives": 4}, metric=metric)
+    assert np.sum(unguarded.negative == dup_ids[unguarded.query]) > 0.5 * Q.shape[0]
+
+
+def test_duplicate_guard_searches_deeper_when_many_duplicates(rng):
+    # 40 near-copies of every positive: more than the first search holds
+    Q, C, src, dup_ids = corpus_with_duplicates(rng, n=400, dim=6, n_dup=5, copies=40)
+    pos = np.arange(5)
+    mined = mine_hard_negatives(Q, pos, C, **{**OFF, "num_negatives": 5,
+                                              "duplicate_threshold": 0.95}, output="ntuple")
+    assert mined.summary["n_short_queries"] == 0 and len(mined) == 5
+    for q in range(5):
+        assert not np.isin(mined.negative[q], dup_ids[src == q]).any()
+    # counted: the near-duplicates ranked before each query's last negative
+    S = similarity_matrix(Q, C, "cosine")
+    near = unit(C) @ unit(C[:5]).T > 0.95
+    count = 0
+    for q in range(5):
+        order = [j for j in np.argsort(-S[q], kind="stable") if j != q]
+        last = order.index(mined.negative[q, -1])
+        count += int(near[order[:last], q].sum())
+    assert mined.summary["n_near_duplicates"] == count > 5 * 5
+    expected = reference_dedup(Q, pos, C, num_negatives=5, threshold=0.95)
+    assert mined.negative.tolist() == expected
+
+
+def test_duplicate_guard_several_positives_and_embeddings(rng):
+    Q, C, src, dup_ids = corpus_with_duplicates(rng, n=200, n_dup=30)
+    pos = [np.array([i, (i + 100) % 200]) for i in range(30)]
+    mined = mine_hard_negatives(Q, pos, C, **{**OFF, "num_negatives": 3,
+                                              "duplicate_threshold": 0.8,
+                                              "relative_margin": 0.05})
+    expected = reference_dedup(Q, pos, C, num_negatives=3, threshold=0.8,
+                               relative_margin=0.05)
+    assert mined_per_query(mined, 30) == expected
+    P = C[:30] + 0.01
+    emb = mine_hard_negatives(Q, P, C, **{**OFF, "num_negatives": 3,
+                                          "duplicate_threshold": 0.9})
+    assert mined_per_query(emb, 30) == reference_dedup(Q, None, C, num_negatives=3,
+                                                       threshold=0.9, P=P)
+
+
+def test_duplicate_guard_memmap_and_blocks(rng, as_memmap):
+    Q, C, _, _ = corpus_with_duplicates(rng, n=2000, dim=16, n_dup=80)
+    C = C.astype(np.float32)
+    kw = {**OFF, "num_negatives": 5, "band": (0, 30), "sampling": "random",
+          "duplicate_threshold": 0.9, "random_state": 4}
+    a = mine_hard_negatives(Q, np.arange(80), as_memmap(C), block_size=128, **kw)
+    b = mine_hard_negatives(Q, np.arange(80), C, **kw)
+    for name in ("query", "negative", "score", "rank"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+# ----------------------------------------------------- lower bound, SimANS
+def test_lower_margin_keeps_only_negatives_close_to_the_positive(rng):
+    C = rng.standard_normal((400, 6))
+    Q = C[:20] + 0.3 * rng.standard_normal((20, 6))
+    pos = np.arange(20)
+    S = similarity_matrix(Q, C, "cosine")
+    p = S[pos, pos]
+    kw = {**OFF, "num_negatives": 3, "band": (0, 50), "relative_margin": 0.05}
+    mined = mine_hard_negatives(Q, pos, C, **{**kw, "lower_margin": 0.3})
+    assert np.all(mined.score >= p[mined.query] - 0.3 - 1e-12)
+    # the same as a per-query min_score in the brute-force reference
+    for i in range(20):
+        exp = reference(Q[i:i + 1], pos[i:i + 1], C, num_negatives=3, band=(0, 50),
+                        relative_margin=0.05, min_score=p[i] - 0.3)[0]
+        assert mined.negative[mined.query == i].tolist() == exp
+
+
+def simans_probabilities(s, p, a, b):
+    w = np.exp(-a * (s - p - b) ** 2)
+    return w / w.sum()
+
+
+def test_simans_draws_follow_the_simans_distribution():
+    # one query repeated: every copy draws with its own stream; 1 negative each
+    C = np.array([[np.cos(t), np.sin(t)] for t in np.linspace(0.2, 1.4, 8)])
+    pos_vec = np.array([[1.0, 0.0]])
+    n = 4000
+    Q = np.repeat(np.array([[1.0, 0.0]]), n, axis=0)
+    a, b = 20.0, -0.3
+    kw = {**OFF, "band": (0, 8), "sampling": "simans", "simans": (a, b), "random_state": 0}
+    mined = mine_hard_negatives(Q, np.repeat(pos_vec, n, axis=0), C, num_negatives=1, **kw)
+    s = C @ pos_vec[0]
+    expected = simans_probabilities(s, 1.0, a, b)
+    freq = np.bincount(mined.negative, minlength=8) / n
+    assert np.all(np.abs(freq - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-3)
+    # without replacement, closest first
+    three = mine_hard_negatives(Q[:50], np.repeat(pos_vec, 50, axis=0), C, num_negatives=3,
+                                output="ntuple", **kw)
+    assert all(np.unique(r).size == 3 for r in three.negative)
+    assert np.all(np.diff(three.rank, axis=1) > 0)
+
+
+def test_simans_is_positive_aware(rng):
+    # a sharp peak at the positive's score minus b picks the candidate nearest it
+    C = rng.standard_normal((300, 5))
+    Q = C[:10] + 0.5 * rng.standard_normal((10, 5))
+    pos = np.arange(10)
+    S = similarity_matrix(Q, C, "cosine")
+    mined = mine_hard_negatives(Q, pos, C, num_negatives=1, **{
+        **OFF, "band": (0, 100), "sampling": "simans", "simans": (1e12, -0.2),
+        "random_state": 1})
+    for i in range(10):
+        cand = np.argsort(-np.where(np.arange(300) == i, -np.inf, S[i]), kind="stable")[:100]
+        best = cand[np.argmin(np.abs(S[i, cand] - (S[i, i] - 0.2)))]
+        assert mined.negative[i] == best
+
+
+# ----------------------------------------------------- block independence
+@pytest.mark.parametrize("kw", [
+    dict(sampling="random", band=(3, 40), easy_ratio=1.0),
+    dict(sampling="simans", band=(0, 50), simans=(30.0, -0.1), relative_margin=0.05),
+    dict(sampling="random", band=(0, 20), duplicate_threshold=0.9, easy_ratio=0.5,
+         lower_margin=0.8, output="ntuple"),
+    dict(),  # the defaults
+])
+def test_blocks_of_queries_reproduce_one_run_byte_for_byte(rng, kw):
+    Q, C, _, _ = corpus_with_duplicates(rng, n=1500, dim=12, n_dup=40)
+    Q = Q.astype(np.float32)
+    C = C.astype(np.float32)
+    pos = [np.array([i]) if i % 3 else np.array([i, i + 200]) for i in range(40)]
+    whole = mine_hard_negatives(Q, pos, C, num_negatives=4, random_state=7, **kw)
+    for size in (1, 16):
+        parts = [mine_hard_negatives(Q[s:s + size], pos[s:s + size], C, num_negatives=4,
+                                     random_state=7, query_offset=s, **kw)
+                 for s in range(0, 40, size)]
+        for name in ("query", "positive", "negative", "score", "positive_score",
+                     "is_hard", "rank"):
+            got = np.concatenate([getattr(p, name) for p in parts])
+            assert got.tobytes() == getattr(whole, name).tobytes(), (size, name)
+    again = mine_hard_negatives(Q, pos, C, num_negatives=4, random_state=7, block_size=100,
+                                **kw)
+    assert again.negative.tobytes() == whole.negative.tobytes()
+
+
+def test_random_state_forms(rng):
+    C = rng.standard_normal((200, 4))
+    kw = dict(num_negatives=2, band=(0, 30), sampling="random")
+    a = mine_hard_negatives(C[:5], np.arange(5), C, random_state=3, **kw)
+    b = mine_hard_negatives(C[:5], np.arange(5), C, random_state=3, **kw)
+    np.testing.assert_array_equal(a.negative, b.negative)
+    for state in (np.random.RandomState(0), np.random.default_rng(0), None):
+        assert len(mine_hard_negatives(C[:5], np.arange(5), C, random_state=state, **kw)) == 10
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(duplicate_threshold=1.5), ValueError, "duplicate_threshold must be in"),
+    (dict(duplicate_threshold="0.9"), TypeError, "duplicate_threshold"),
+    (dict(lower_margin=-0.1), ValueError, "lower_margin"),
+    (dict(lower_margin=np.inf), ValueError, "lower_margin"),
+    (dict(sampling="simans", simans=(0.0, 0.0)), ValueError, "simans a"),
+    (dict(sampling="simans", simans=(1.0, np.nan)), ValueError, "simans b"),
+    (dict(sampling="simans", simans=3.0), TypeError, "simans must be an"),
+    (dict(query_offset=-1), ValueError, "query_offset"),
+    (dict(query_offset=1.5), TypeError, "query_offset"),
+    (dict(random_state=-3), ValueError, "random_state"),
+    (dict(random_state="seed"), TypeError, "random_state"),
+])
+def test_bad_new_arguments(kwargs, exc, match, rng):
+    C = rng.standard_normal((20, 3))
+    with pytest.raises(exc, match=match):
+        mine_hard_negatives(C[:2], np.array([0, 1]), C, **kwargs)
+
+
+def test_inputs_are_not_modified(rng):
+    C = rng.standard_normal((100, 4))
+    Q = C[:5] + 0.1
+    P = [np.array([0, 1]), np.array([1]), np.array([2]), np.array([3]), np.array([4])]
+    copies = [C.copy(), Q.copy(), [p.copy() for p in P]]
+    mine_hard_negatives(Q, P, C, num_negatives=2, sampling="simans", band=(0, 20),
+                        duplicate_threshold=0.9, easy_ratio=1.0, random_state=0)
+    np.testing.assert_array_equal(C, copies[0])
+    np.testing.assert_array_equal(Q, copies[1])
+    for p, c in zip(P, copies[2]):
+        np.testing.assert_array_equal(p, c)
