@@ -145,8 +145,8 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
 def _legend(rounds, n_hard, n_band):
     return (
         "\nnegatives: negatives in the final training set (all models keep every positive).\n"
-        f"kept round: the mining round (of 0..{rounds}; 0 = the random draw) chosen on a "
-        "held-out split of the training half.\n"
+        f"kept round: the round (0..{rounds}; 0 = the random draw) whose model is evaluated, "
+        "as HardMiningClassifier chose it (best_round_; its history_ says why).\n"
         "AP, precision, recall: on the whole held-out half, predicting 8 when p >= 0.5.\n"
         f"hard: accuracy on the {n_hard} held-out digits hardest for a reference model "
         "cross-validated on the held-out half (the same digits for every method).\n"
@@ -190,6 +190,12 @@ def _build_figure(fitted, X, y):
                    "the random-negatives model scores highest, at those scores",
                    fontsize=10)
     left.set_xlabel("score of the random-negatives model (training half)")
+    # most negatives pile up at 0 and positives at 1: a log scale keeps the
+    # mined negatives in between visible (headroom for the legend kept)
+    top = max(patch.get_height() for patch in left.patches if hasattr(patch, "get_height"))
+    left.set_yscale("log")
+    left.set_ylim(0.05, top * 12)
+    left.set_ylabel("density (log scale)")
     default = fitted["hard negatives (defaults)"]
     plot_history(default, ax=right)
     kept = getattr(default, "best_round_", None)
