@@ -284,48 +284,59 @@ def _best_tiles(ctx, specs):
     return out
 
 
-def _best_search(ctx, same, nearest, n_jobs):
+def _best_search(ctx, same, nearest, n_jobs, cap=None):
     """Per anchor, the nearest or farthest same-label (self excluded) or
     different-label reference, with hnm's exact blocked searches (ties by the
     smaller index), in cosine order, which is the Euclidean order on unit rows.
     The nearest different-label reference is ``search_hard_pairs``'s label
-    filter; the others are ``search_farthest`` (the nearest is the farthest
-    from the negated query: negation is exact, ties stay ties)."""
+    filter (``cap``: only similarities <= cap, per anchor); the others are
+    ``search_farthest`` (the nearest is the farthest from the negated query:
+    negation is exact, ties stay ties). Returns ``(index, similarity)`` with
+    the search's similarities; index -1 where there is none."""
     from ._farthest import search_farthest
     from .pairs import search_hard_pairs
 
     idx = np.full(ctx.n_a, -1, dtype=np.int64)
+    sim = np.full(ctx.n_a, np.nan, dtype=ctx.dtype)
     if ctx.n_r == 0 or ctx.n_a == 0:
-        return idx
+        return idx, sim
     for q0 in range(0, ctx.n_a, _SEARCH_ROWS):
         q1 = min(q0 + _SEARCH_ROWS, ctx.n_a)
         common = dict(metric="cosine", query_labels=ctx.la[q0:q1], candidate_labels=ctx.lr,
                       n_jobs=n_jobs, block_size=ctx.block)
         if nearest and not same:
-            res = search_hard_pairs(ctx.E[q0:q1], ctx.R, 1, **common)
+            res = search_hard_pairs(ctx.E[q0:q1], ctx.R, 1, max_score=None if cap is None
+                                    else cap[q0:q1], **common)
+            s = res.scores[:, 0]
         else:
             Q = ctx.E[q0:q1] if not nearest else -ctx.rows(q0, q1)
             exclude = np.arange(q0, q1, dtype=np.intp) if ctx.self_mode and same else None
             res = search_farthest(Q, ctx.R, 1, exclude=exclude, same_label=same, **common)
+            s = res.scores[:, 0] if not nearest else -res.scores[:, 0]
         idx[q0:q1] = res.indices[:, 0]
-    return idx
+        sim[q0:q1] = s
+    return idx, sim
 
 
 def _extremes(ctx, specs, n_jobs):
     """Per-anchor extremes: the exact search where it applies (no threshold, no
     range, no zero rows: cosine order is then the Euclidean order), the tiles
     otherwise. Returns ``(index, key)`` per spec (keys recomputed per pair)."""
-    plain = all(t is None and v is None for _, _, t, v in specs)
-    if plain and not (ctx.zero_a or ctx.zero_r):
+    if _searchable(ctx, specs):
         out = []
         for same, largest, _, _ in specs:
-            idx = _best_search(ctx, same, nearest=not largest, n_jobs=n_jobs)
+            idx, _ = _best_search(ctx, same, nearest=not largest, n_jobs=n_jobs)
             key = np.full(ctx.n_a, -np.inf if largest else np.inf, dtype=ctx.dtype)
             hit = np.flatnonzero(idx >= 0)
             key[hit] = ctx.pair_key(hit, idx[hit])
             out.append((idx, key))
         return out
     return _best_tiles(ctx, specs)
+
+
+def _searchable(ctx, specs):
+    return (all(t is None and v is None for _, _, t, v in specs)
+            and not (ctx.zero_a or ctx.zero_r))
 
 
 # ---------------------------------------------------------------------------
@@ -370,10 +381,10 @@ def _mine_pairs(ctx, rule, max_pairs, random_state):
     With ``max_pairs``, at most that many of each kind, uniformly without
     replacement (two passes: count, then materialise the chosen ranks)."""
     def masks():
-        for r0, r1, c0, c1, K, same in ctx.tiles():
-            diff = ctx.la[r0:r1, None] != ctx.lr[None, c0:c1]
-            pm, nm = rule(r0, r1, c0, c1, K, same, diff)
-            yield r0, c0, pm, nm
+        # full anchor rows: np.nonzero lists pairs in (anchor, reference) order
+        for r0, r1, K, same, diff in ctx.row_blocks():
+            pm, nm = rule(r0, r1, 0, ctx.n_r, K, same, diff)
+            yield r0, 0, pm, nm
 
     out = {0: ([], []), 1: ([], [])}
     if max_pairs is None:
@@ -406,9 +417,10 @@ def _mine_pairs(ctx, rule, max_pairs, random_state):
                     out[kind][1].append(j[sel - lo] + c0)
     res = []
     for kind in (0, 1):
-        a = np.concatenate(out[kind][0]) if out[kind][0] else _EMPTY
-        j = np.concatenate(out[kind][1]) if out[kind][1] else _EMPTY
-        res.extend(_lexsorted(a.astype(np.int64), j.astype(np.int64)))
+        for part in out[kind]:
+            res.append(np.concatenate(part).astype(np.int64, copy=False) if part
+                       else _EMPTY.copy())
+            part.clear()
     return tuple(res)
 
 
@@ -783,6 +795,14 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     if pos_s == "semihard":
         (neg,) = _best_tiles(ctx, [(False, neg_largest, None, nr)])
         (pos,) = _best_tiles(ctx, [(True, True, neg[1], pr)])
+    elif neg_s == "semihard" and _searchable(ctx, [(True, pos_largest, None, pr),
+                                                   (False, False, None, nr)]):
+        # the closest negative farther than the positive: the search with a cap
+        # just below the positive's similarity (the search keeps scores <= cap)
+        p_idx, p_sim = _best_search(ctx, True, nearest=not pos_largest, n_jobs=n_jobs)
+        cap = np.where(p_idx >= 0, np.nextafter(p_sim, -np.inf), -np.inf).astype(ctx.dtype)
+        n_idx, _ = _best_search(ctx, False, nearest=True, n_jobs=n_jobs, cap=cap)
+        pos, neg = (p_idx, None), (n_idx, None)
     elif neg_s == "semihard":
         (pos,) = _best_tiles(ctx, [(True, pos_largest, None, pr)])
         (neg,) = _best_tiles(ctx, [(False, False, pos[1], nr)])
@@ -1084,10 +1104,10 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     for r0, r1, K, same, diff in ctx.row_blocks():
         lw, bad, m = log_w(K)
         lw[~diff] *= 0
-        with np.errstate(over="ignore", under="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             w = np.exp(lw - gmax)
-        w *= diff
-        w *= m < hi  # PML compares the clamped distances
+            w *= diff
+            w *= m < hi  # PML compares the clamped distances
         w[bad] = 0
         sums = w.sum(axis=1, dtype=ctx.dtype)
         for i in range(r1 - r0):
@@ -1233,8 +1253,8 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     Positive pairs' values are split into ``num_bins`` equal bins between their
     minimum and maximum (each bin ``[s, e)``, the last ``[s, e]``); from every
     non-empty bin ``pos_per_bin`` pairs are drawn uniformly with replacement.
-    The same for negative pairs with ``neg_per_bin``. Three passes over the
-    tiles (range, counts, draws), never holding all pairs.
+    The same for negative pairs with ``neg_per_bin``. Three passes over
+    blocks of anchor rows (range, counts, draws), never holding all pairs.
 
     Parameters
     ----------
@@ -1276,15 +1296,15 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     rng = check_random_state(random_state)
     sign = ctx.dtype.type(-1 if ctx.distance == "cosine" else 1)  # raw values from keys
 
-    def kinds(r0, r1, c0, c1, K, same):
+    def kinds(same, diff):
         yield 0, same
-        yield 1, ctx.la[r0:r1, None] != ctx.lr[None, c0:c1]
+        yield 1, diff
 
     lo = [np.inf, np.inf]
     hi = [-np.inf, -np.inf]
-    for r0, r1, c0, c1, K, same in ctx.tiles():
+    for r0, r1, K, same, diff in ctx.row_blocks():
         V = K * sign
-        for kind, m in kinds(r0, r1, c0, c1, K, same):
+        for kind, m in kinds(same, diff):
             if m.any():
                 lo[kind] = min(lo[kind], V[m].min())
                 hi[kind] = max(hi[kind], V[m].max())
@@ -1297,9 +1317,9 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
 
     counts = [np.zeros(num_bins, dtype=np.int64) for _ in (0, 1)]
     tile_counts = [[], []]
-    for r0, r1, c0, c1, K, same in ctx.tiles():
+    for r0, r1, K, same, diff in ctx.row_blocks():
         V = K * sign
-        for kind, m in kinds(r0, r1, c0, c1, K, same):
+        for kind, m in kinds(same, diff):
             if edges[kind] is None:
                 tile_counts[kind].append(np.zeros(num_bins, dtype=np.int64))
                 continue
@@ -1318,9 +1338,9 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     got = [(np.full(draws[k][0].size, -1, np.int64), np.full(draws[k][0].size, -1, np.int64))
            for k in (0, 1)]
     seen = [np.zeros(num_bins, dtype=np.int64) for _ in (0, 1)]
-    for t, (r0, r1, c0, c1, K, same) in enumerate(ctx.tiles()):
+    for t, (r0, r1, K, same, diff) in enumerate(ctx.row_blocks()):
         V = K * sign
-        for kind, m in kinds(r0, r1, c0, c1, K, same):
+        for kind, m in kinds(same, diff):
             h = tile_counts[kind][t]
             if not h.any():
                 continue
@@ -1334,7 +1354,7 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
                 start = np.concatenate([[0], np.cumsum(h)])
                 pos = order[start[bsel[want]] + local[want]]
                 got[kind][0][want] = a[pos] + r0
-                got[kind][1][want] = j[pos] + c0
+                got[kind][1][want] = j[pos]
             seen[kind] += h
     return got[0][0], got[0][1], got[1][0], got[1][1]
 
