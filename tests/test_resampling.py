@@ -242,3 +242,131 @@ def test_single_class_and_continuous_targets_are_refused():
         HardNegativeResampler().fit_resample(X, np.zeros(20))
     with pytest.raises(ValueError, match="continuous|Unknown label type"):
         HardNegativeResampler().fit_resample(X, np.linspace(0, 1, 20))
+
+
+# ------------------------------------------------ estimated guard and weights
+from hnm.noise import find_label_issues, find_label_issues_knn  # noqa: E402
+from hnm.resampling import ResampledClassifier  # noqa: E402
+
+
+def test_auto_guard_is_confident_learning_on_the_out_of_fold_probabilities(imbalanced):
+    X, y = imbalanced
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(y.size) < 0.05, 1 - y, y)
+    sampler = HardNegativeResampler(random_state=0, cv=5)
+    sampler.fit_resample(X, y)
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+    proba = cross_val_predict(sk_pipeline(StandardScaler(with_mean=False),
+                                          LogisticRegression(max_iter=1000)),
+                              X, y, cv=StratifiedKFold(5), method="predict_proba")
+    issues = find_label_issues(y, proba)
+    expected = issues.indices[y[issues.indices] == 0]
+    assert expected.size > 0
+    np.testing.assert_array_equal(np.sort(sampler.noise_indices_), np.sort(expected))
+    assert not np.isin(expected, sampler.sample_indices_).any()
+
+
+def test_auto_guard_uses_neighbours_without_a_model(imbalanced):
+    X, y = imbalanced
+    sampler = HardNegativeResampler(difficulty="nearmiss", random_state=0)
+    sampler.fit_resample(X, y)
+    knn = find_label_issues_knn(X, y, n_neighbors=3)
+    np.testing.assert_array_equal(np.sort(sampler.noise_indices_),
+                                  np.sort(knn.indices[y[knn.indices] == 0]))
+    d = np.random.default_rng(0).random(y.size)
+    with pytest.warns(UserWarning, match="no noise guard"):
+        s = HardNegativeResampler(random_state=0)
+        s.fit_resample(sparse.csr_matrix(X), y, sample_difficulty=d)
+    assert s.noise_indices_.size == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(noise_fraction=0.05, easy_ratio=3.0),
+                                    dict(expand_neighbors=2, noise_fraction=0.0)])
+def test_sample_weight_is_the_inverse_probability_of_being_kept(imbalanced, kwargs):
+    X, y = imbalanced
+    d = np.random.default_rng(4).random(y.size)
+    sampler = HardNegativeResampler(random_state=0, **kwargs)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    w, why = sampler.sample_weight_, sampler.reason_
+    assert w.shape == sampler.sample_indices_.shape
+    np.testing.assert_array_equal(w[why != "easy"], 1.0)
+    n_neg = (y == 0).sum()
+    n_taken = (why == "hard").sum() + (why == "expansion").sum() + sampler.noise_indices_.size
+    np.testing.assert_allclose(w[why == "easy"], (n_neg - n_taken) / (why == "easy").sum())
+    # the kept negatives stand for every negative the guard let through
+    neg = y[sampler.sample_indices_] == 0
+    assert w[neg].sum() == pytest.approx(n_neg - sampler.noise_indices_.size)
+
+
+def test_importance_selection_weights_are_exact(imbalanced):
+    X, y = imbalanced
+    d = np.random.default_rng(5).random(y.size)
+    sampler = HardNegativeResampler(selection="importance", noise_fraction=0.0,
+                                    random_state=0)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    neg = np.flatnonzero(y == 0)
+    k = (y == 1).sum()
+    boost = d[neg] - d[neg].min()
+    pi = k * (0.2 / neg.size + 0.8 * boost / boost.sum())
+    assert pi.max() < 1
+    kept = y[sampler.sample_indices_] == 0
+    at = np.searchsorted(neg, sampler.sample_indices_[kept])
+    np.testing.assert_allclose(sampler.sample_weight_[kept], 1 / pi[at])
+    assert set(sampler.reason_[kept]) == {"drawn"}
+
+
+def test_resampled_classifier_fits_with_the_weights_in_sklearn_pipelines(imbalanced):
+    X, y = imbalanced
+    seen = []
+
+    class Spy(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+    sampler = HardNegativeResampler(random_state=0)
+    clf = sk_pipeline(StandardScaler(), ResampledClassifier(sampler, Spy()))
+    clf.fit(X, y)
+    fitted = clf[-1]
+    np.testing.assert_array_equal(seen[-1], fitted.sampler_.sample_weight_)
+    assert seen[-1].max() > 1
+    grid = GridSearchCV(ResampledClassifier(sampler, LogisticRegression()),
+                        {"use_weights": [True, False]}, cv=3,
+                        scoring="average_precision").fit(X, y)
+    assert grid.best_score_ > 0.5
+    from imblearn.under_sampling import RandomUnderSampler
+    ResampledClassifier(RandomUnderSampler(random_state=0), LogisticRegression()).fit(X, y)
+
+    class NoWeights(LogisticRegression):
+        def fit(self, X, y):
+            return super().fit(X, y)
+
+    with pytest.raises(ValueError, match="use_weights=False"):
+        ResampledClassifier(sampler, NoWeights()).fit(X, y)
+
+
+def test_dataframe_columns_and_nan_reach_the_estimator(imbalanced):
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y = imbalanced
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    pre = ColumnTransformer([("num", StandardScaler(), ["f0", "f1", "f2", "f3"])])
+    sampler = HardNegativeResampler(estimator=sk_pipeline(pre, LogisticRegression()),
+                                    random_state=0)
+    X_res, _ = sampler.fit_resample(df, y)
+    assert list(X_res.columns) == list(df.columns)
+    X_nan = X.copy()
+    X_nan[::7, 2] = np.nan
+    sampler = HardNegativeResampler(estimator=HistGradientBoostingClassifier(max_iter=20),
+                                    random_state=0)
+    X_res, y_res = sampler.fit_resample(X_nan, y)
+    assert np.isnan(X_res).any() and (y_res == 0).sum() == (y == 1).sum()
+    with pytest.raises(ValueError, match="NaN"):
+        HardNegativeResampler(difficulty="nearmiss").fit_resample(X_nan, y)
