@@ -3,6 +3,7 @@ from collections import namedtuple
 from contextlib import nullcontext
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -30,7 +31,7 @@ _CALL_BLOCKS = 32
 def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
                       exclude_self=False, band=None, max_score=None, query_labels=None,
                       candidate_labels=None, n_jobs=None, block_size=None, progress=False,
-                      checkpoint=None):
+                      screen="auto", checkpoint=None):
     """For every query, the ``k`` closest candidates, exactly, in bounded memory.
 
     Candidates are streamed in blocks: each block is scored against blocks of
@@ -76,6 +77,16 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         Candidates per GEMM (default 2048).
     progress : bool, default=False
         Show a progress bar over the candidates.
+    screen : {"auto", "bf16", "exact"}, default="auto"
+        How scores are screened before the heaps. "bf16": float32 dot products
+        are first approximated in bfloat16 by an AVX-512 BF16 micro-kernel (twice
+        the fp32 rate), every approximation within a proven bound of the heap's
+        root is rescored exactly (summed in double), and the rest are dropped;
+        the result is as exact as the "exact" path. "exact": fp32/fp64 GEMMs.
+        "auto" (the default) uses "bf16" for float32 inputs with at least
+        ``64`` queries where the CPU has AVX-512 BF16, unless the environment
+        variable ``HNM_SCREEN=exact`` is set; else "exact". float64 inputs
+        always take the exact path.
     checkpoint : str or os.PathLike, optional
         A directory where each finished block of queries is saved: the same call
         again computes only the blocks still missing (after Ctrl-C, a kill or a
@@ -141,6 +152,21 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     work = np.empty((threads, q_block * c_block), dtype=dtype)
     span = c_block * _CALL_BLOCKS
     native = C.dtype == dtype and C.flags.c_contiguous
+    bf16 = _use_bf16(screen, dtype, n_q)
+    if bf16:
+        q_packed = np.empty((n_q, (Qw.shape[1] + 1) // 2), dtype=np.uint32)
+        q_bounds = np.empty((n_q, 3), dtype=np.float64)
+        _pairs.bf16_pack(Qw, q_packed, q_bounds, threads)
+        c_rows = min(c_block, n_c)
+        c_packed = np.zeros(q_packed.shape[1] * ((c_rows + 31) // 32 * 32), dtype=np.uint32)
+        c_bounds = np.empty((2, c_rows), dtype=np.float64)
+        c_stage = np.zeros((threads, 16 * q_packed.shape[1]), dtype=np.uint32)
+        # each thread's row: the tile, then per query its threshold and masks
+        work = np.empty((threads, q_block * c_block + q_block
+                         + q_block * ((c_block + 31) // 32)), dtype=dtype)
+        bf16_args = (q_packed, q_bounds, c_packed, c_bounds, c_stage)
+    else:
+        bf16_args = ()
     n_nan = 0
     # BLAS runs inside our threads: one BLAS thread each, or they oversubscribe.
     # With a single thread of ours, BLAS may parallelise the GEMMs itself.
@@ -155,7 +181,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
             n_nan += _pairs.search_update(
                 Qw, q_scale, block, c_scale, c0, metric_code, cap, ex_ptr, ex_idx,
                 bool(exclude_self), q_lab, labels, keys, idx, sizes, q_block, c_block, work,
-                threads)
+                threads, *bf16_args)
             bar.update(block.shape[0])
     if n_nan:
         raise ValueError("candidates or queries produce NaN scores (NaN or infinity in "
@@ -174,6 +200,31 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 
 
 _NO_LABELS = np.zeros(0, dtype=np.intp)
+
+# Below this many queries packing the candidates to bfloat16 costs more than the
+# faster dot products save (each candidate block is packed once per call).
+_BF16_MIN_QUERIES = 64
+
+
+def _use_bf16(screen, dtype, n_q):
+    """Whether this search screens in bfloat16 (see ``screen`` of search_hard_pairs)."""
+    screen = check_option(screen, "screen", ("auto", "bf16", "exact"))
+    if screen == "exact":
+        return False
+    if screen == "bf16":
+        if dtype != np.float32:
+            raise ValueError("screen='bf16' needs float32 queries and candidates; "
+                             f"these are computed in {np.dtype(dtype).name}.")
+        if not _pairs.bf16_supported():
+            raise ValueError("screen='bf16' needs a CPU with AVX-512 BF16; this one has "
+                             "none (use screen='auto' or 'exact').")
+        return True
+    env = os.environ.get("HNM_SCREEN", "auto").strip().lower()
+    if env not in ("auto", "exact", ""):
+        raise ValueError(f"the environment variable HNM_SCREEN must be 'auto' or 'exact', "
+                         f"got {env!r}.")
+    return (env != "exact" and dtype == np.float32 and n_q >= _BF16_MIN_QUERIES
+            and _pairs.bf16_supported())
 
 
 def _scaled(X, metric, metric_code, name):

@@ -8,11 +8,26 @@ product, the cosine, or minus the squared Euclidean distance (clamped at 0).
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, fabs, INFINITY
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from _typedefs cimport intp_t, float32_t, floating
 from _heap cimport heap_better, heap_push
+
+cdef extern from "_bf16.h" nogil:
+    int hnm_bf16_supported() noexcept
+    void hnm_bf16_pack_rows(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t d,
+                            uint32_t* W, Py_ssize_t ldw, double* err,
+                            double* tnorm) noexcept
+    void hnm_bf16_pack_block(const float* c, Py_ssize_t ldc, Py_ssize_t n, Py_ssize_t d,
+                             uint32_t* Bp, Py_ssize_t stride, Py_ssize_t j0,
+                             uint32_t* stage, Py_ssize_t ldw, double* err,
+                             double* tnorm) noexcept
+    void hnm_bf16_gemm_screen(const uint32_t* A, const uint32_t* Bp, Py_ssize_t stride,
+                              float* T, Py_ssize_t ldt, Py_ssize_t m, Py_ssize_t n,
+                              Py_ssize_t dp, int metric, const float* cs, const float* thr,
+                              uint32_t* masks) noexcept
+    int __builtin_ctz(unsigned int x) noexcept
 
 cdef enum:
     IP = 0
@@ -111,12 +126,62 @@ cdef inline void _screen_flags(const floating* dots, const floating* cs, intp_t 
         flags[i] = 0
 
 
-cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_t qi,
+cdef struct Rescore:
+    # the reduced-precision screen of one query against one block of candidates
+    bint approx          # dots are approximations: screen with delta, rescore walks
+    double delta         # bound on |approximate - true dot product|
+    const void* q        # the query's row (the input dtype)
+    const void* c        # the block's first candidate row, row-major
+    intp_t d
+
+
+cdef inline double _delta(const double[:, ::1] q_bounds, intp_t i, double ec_max,
+                          double ct_max, double gamma, double tiny) noexcept nogil:
+    """Bound on |q.c - approximate q.c| for query i and the block's candidates:
+    |q.c - q'.c'| <= |q| |c - c'| + |q - q'| |c'|, plus the accumulation and
+    the denormals flushed by vdpbf16ps."""
+    return (q_bounds[i, 0] * ec_max + q_bounds[i, 1] * ct_max
+            + gamma * q_bounds[i, 2] * ct_max
+            + tiny * (1 + q_bounds[i, 2] + ct_max)) * (1 + 1e-6)
+
+
+cdef inline double _form_delta(int metric, double delta, double cs_max) noexcept nogil:
+    """The bound in the units of the screened form (cosine screens dot * cs)."""
+    return delta * cs_max if metric == COSINE else delta
+
+
+cdef inline Rescore _rescore_state(bint approx, double delta, const void* q, const void* c,
+                                   intp_t d) noexcept nogil:
+    cdef Rescore rs
+    rs.approx = approx
+    rs.delta = delta
+    rs.q = q
+    rs.c = c
+    rs.d = d
+    return rs
+
+
+cdef inline void _rescore(floating* dots, intp_t j, intp_t end, const Rescore* rs) noexcept nogil:
+    """dots[j:end] = the exact dot products, summed in double."""
+    cdef const floating* q = <const floating*> rs.q
+    cdef const floating* c
+    cdef intp_t jj, t
+    cdef double s
+    for jj in range(j, end):
+        c = <const floating*> rs.c + jj * rs.d
+        s = 0
+        for t in range(rs.d):
+            s = s + <double> q[t] * <double> c[t]
+        dots[jj] = <floating> s
+
+
+cdef inline intp_t _screen_row(floating* dots, intp_t nb, intp_t c0, intp_t qi,
                                int metric, floating qs, const floating* cs,
                                floating cs_max, floating cap, const intp_t* ex,
                                intp_t ex_lo, intp_t ex_hi, bint exclude_self,
                                intp_t q_label, const intp_t* c_labels, floating* keys,
-                               intp_t* idx, intp_t* size, intp_t k) noexcept nogil:
+                               intp_t* idx, intp_t* size, intp_t k,
+                               const Rescore* rs) noexcept nogil:
     """Offer one query's scores against nb candidates (global ids c0 + j) to its
     heap; return the number of NaN scores.
 
@@ -136,6 +201,8 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
         end = j + SCREEN if j + SCREEN < nb else nb
         if size[0] == k and not (metric == COSINE and qs == 0):
             t = _screen_threshold(metric, keys[0], qs, cs_max)
+            if rs.approx:
+                t = t - (rs.delta * cs_max if metric == COSINE else rs.delta)
             if not _screen_hit(dots, cs, j, end, metric, t):
                 j = end
                 continue
@@ -146,13 +213,54 @@ cdef inline intp_t _screen_row(const floating* dots, intp_t nb, intp_t c0, intp_
                 for b in range(w * 8, w * 8 + 8):
                     if flags[b]:
                         jj = j + b
+                        if rs.approx:
+                            _rescore(dots, jj, jj + 1, rs)
                         n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex,
                                        ex_lo, ex_hi, exclude_self, q_label, c_labels, keys,
                                        idx, size, k)
         else:
+            if rs.approx:
+                _rescore(dots, j, end, rs)
             n_nan += _walk(dots, j, end, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
                            exclude_self, q_label, c_labels, keys, idx, size, k)
         j = end
+    return n_nan
+
+
+cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, intp_t nb,
+                                  intp_t c0, intp_t qi, int metric, floating qs,
+                                  const floating* cs, floating cs_max, floating cap,
+                                  const intp_t* ex, intp_t ex_lo, intp_t ex_hi,
+                                  bint exclude_self, intp_t q_label,
+                                  const intp_t* c_labels, floating* keys, intp_t* idx,
+                                  intp_t* size, intp_t k, const Rescore* rs) noexcept nogil:
+    """As _screen_row for approximate dots already screened by the micro-kernel:
+    only the candidates whose bit is set in ``masks`` (one word per 32) are
+    screened again against the current heap root, and rescored and walked if
+    they pass. Returns the number of NaN scores."""
+    cdef intp_t g, jj, ng = (nb + 31) // 32
+    cdef intp_t n_nan = 0
+    cdef uint32_t w
+    cdef floating t, f
+    for g in range(ng):
+        w = masks[g]
+        while w:
+            jj = g * 32 + __builtin_ctz(w)
+            w = w & (w - 1)
+            if size[0] == k and not (metric == COSINE and qs == 0):
+                t = _screen_threshold(metric, keys[0], qs, cs_max)
+                t = t - <floating> _form_delta(metric, rs.delta, cs_max)
+                if metric == IP:
+                    f = dots[jj]
+                elif metric == COSINE:
+                    f = dots[jj] * cs[jj]
+                else:
+                    f = dots[jj] - cs[jj]
+                if f < t:
+                    continue
+            _rescore(dots, jj, jj + 1, rs)
+            n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
+                           exclude_self, q_label, c_labels, keys, idx, size, k)
     return n_nan
 
 
@@ -232,7 +340,10 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                   const intp_t[::1] ex_ptr, const intp_t[::1] ex_idx, bint exclude_self,
                   const intp_t[::1] q_labels, const intp_t[::1] c_labels,
                   floating[:, ::1] keys, intp_t[:, ::1] idx, intp_t[::1] sizes,
-                  intp_t q_block, intp_t c_block, floating[:, ::1] work, int n_threads):
+                  intp_t q_block, intp_t c_block, floating[:, ::1] work, int n_threads,
+                  const uint32_t[:, ::1] q_packed=None, const double[:, ::1] q_bounds=None,
+                  uint32_t[::1] c_packed=None, double[:, ::1] c_bounds=None,
+                  uint32_t[:, ::1] c_stage=None):
     """Offer every (query, candidate) pair of Q x C to the queries' heaps.
 
     ``C`` holds candidates ``c_offset .. c_offset + len(C) - 1``. ``work`` has one
@@ -240,6 +351,14 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     ``c_labels`` has one entry per candidate of ``C``; then a candidate whose label
     equals its query's (``q_labels``, -1 for none) is skipped. ``ex_idx`` must
     hold at least one element. Returns the number of NaN scores.
+
+    Reduced-precision screening (float32 only): ``q_packed`` holds the queries
+    packed by :func:`bf16_pack`, ``q_bounds`` their (norm, residual norm, packed
+    norm); ``c_packed`` (at least ceil(d / 2) * round_up(c_block, 32) words) and
+    ``c_bounds`` (2 x c_block) and ``c_stage`` (n_threads x 16 * ceil(d / 2))
+    are scratch for the candidate blocks. Scores are
+    then approximated by the bfloat16 micro-kernel, screened with the rounding
+    bound, and rescored exactly where they pass.
     """
     cdef intp_t n_q = Q.shape[0]
     cdef intp_t n_c = C.shape[0]
@@ -252,6 +371,25 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     cdef floating* tile
     cdef floating cs_max
     cdef bint use_labels = c_labels.shape[0] == n_c
+    cdef bint approx = False
+    cdef intp_t dp = (d + 1) // 2
+    cdef intp_t stride = 0, ch, r, r1
+    cdef double ec_max = 0, ct_max = 0, delta = 0
+    # vdpbf16ps sums in fp32 with two roundings per pair; the rescore in double
+    cdef double gamma = d * (2.0**-24 + 2.0**-50)
+    cdef double tiny = d * 2.0**-124
+    cdef Rescore rs
+    cdef floating* thr
+    cdef uint32_t* masks
+    if floating is float32_t:
+        approx = q_packed is not None
+    if approx and (q_packed.shape[0] != n_q or q_packed.shape[1] != dp
+                   or q_bounds.shape[0] != n_q or c_bounds.shape[1] < min(c_block, n_c)
+                   or c_packed.shape[0] < dp * ((min(c_block, n_c) + 31) // 32 * 32)
+                   or c_stage.shape[0] < n_threads or c_stage.shape[1] < 16 * dp
+                   or work.shape[1] < q_block * c_block + q_block
+                   + q_block * ((c_block + 31) // 32)):
+        raise ValueError("bf16 screening buffers do not match the blocks")
     if n_q == 0 or n_c == 0 or k == 0:
         return 0
     with nogil:
@@ -262,21 +400,92 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
             cs_max = 0
             for i in range(cb, c1):
                 cs_max = c_scale[i] if c_scale[i] > cs_max else cs_max
+            if floating is float32_t:
+                if approx:
+                    # pack the block's candidates: 16 per task, so that no two
+                    # threads write the same cache line of the transposed pairs
+                    stride = (nb + 31) // 32 * 32
+                    for ch in prange((nb + 15) // 16, schedule="static",
+                                     num_threads=n_threads):
+                        r1 = 16 if ch * 16 + 16 < nb else nb - ch * 16
+                        hnm_bf16_pack_block(&C[cb + ch * 16, 0], d, r1, d, &c_packed[0],
+                                            stride, ch * 16, &c_stage[threadid(), 0], dp,
+                                            &c_bounds[0, ch * 16], &c_bounds[1, ch * 16])
+                    ec_max = 0
+                    ct_max = 0
+                    for r in range(nb):
+                        ec_max = c_bounds[0, r] if c_bounds[0, r] > ec_max else ec_max
+                        ct_max = c_bounds[1, r] if c_bounds[1, r] > ct_max else ct_max
             for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
                 tid = threadid()
                 tile = &work[tid, 0]
                 q0 = qb * q_block
                 q1 = q0 + q_block if q0 + q_block < n_q else n_q
-                _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                if floating is float32_t:
+                    if approx:
+                        thr = tile + q_block * c_block
+                        masks = <uint32_t*> (thr + q_block)
+                        for i in range(q0, q1):
+                            thr[i - q0] = -INFINITY
+                            if sizes[i] == k and not (metric == COSINE and q_scale[i] == 0):
+                                thr[i - q0] = _screen_threshold(metric, keys[i, 0], q_scale[i],
+                                                                cs_max) - _form_delta(
+                                    metric, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
+                                    cs_max)
+                        hnm_bf16_gemm_screen(&q_packed[q0, 0], &c_packed[0], stride, tile,
+                                             nb, q1 - q0, nb, dp, metric, &c_scale[cb], thr,
+                                             masks)
+                    else:
+                        _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                else:
+                    _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 for i in range(q0, q1):
+                    if approx:
+                        # assigned whole, so that each thread has its own (prange
+                        # privatises assigned variables, not assigned fields)
+                        rs = _rescore_state(
+                            True, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
+                            &Q[i, 0], &C[cb, 0], d)
+                        n_nan += _screen_masked(
+                            tile + (i - q0) * nb, masks + (i - q0) * ((nb + 31) // 32), nb,
+                            c_offset + cb, i, metric, q_scale[i], &c_scale[cb], cs_max,
+                            cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1], exclude_self,
+                            q_labels[i] if use_labels else -1,
+                            &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
+                            &sizes[i], k, &rs)
+                        continue
+                    rs = _rescore_state(False, 0, NULL, NULL, d)
                     n_nan += _screen_row(
                         tile + (i - q0) * nb, nb, c_offset + cb, i, metric, q_scale[i],
                         &c_scale[cb], cs_max, cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
                         exclude_self, q_labels[i] if use_labels else -1,
                         &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
-                        &sizes[i], k)
+                        &sizes[i], k, &rs)
             cb = c1
     return n_nan
+
+
+def bf16_supported():
+    """Whether this CPU runs the bfloat16 screening micro-kernel (AVX-512 BF16)."""
+    return bool(hnm_bf16_supported())
+
+
+def bf16_pack(const float32_t[:, ::1] X, uint32_t[:, ::1] out, double[:, ::1] bounds,
+              int n_threads):
+    """Pack rows of X into bfloat16 pairs (out: n x ceil(d / 2)) and write
+    bounds[i] = (|x|, |x - x'|, |x'|), each rounded up."""
+    cdef intp_t n = X.shape[0], d = X.shape[1], i, t
+    cdef double s
+    if n == 0:
+        return
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            hnm_bf16_pack_rows(&X[i, 0], d, 1, d, &out[i, 0], out.shape[1], &bounds[i, 1],
+                               &bounds[i, 2])
+            s = 0
+            for t in range(d):
+                s = s + <double> X[i, t] * <double> X[i, t]
+            bounds[i, 0] = sqrt(s) * (1 + 1e-6)
 
 
 def squared_l2_at(const double[:, ::1] Q, const double[:, ::1] C, const intp_t[:, ::1] ids,

@@ -1,0 +1,135 @@
+"""The bfloat16 screen of search_hard_pairs: as exact as the fp32 path.
+
+Scores are approximated in bfloat16, every approximation within the proven
+bound of a heap root is rescored exactly, and the rest are dropped; so the ids
+must match the float64 brute force (up to swaps between scores tied within
+float32 rounding) for every metric, filter, band, block size and thread count.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from threadpoolctl import threadpool_limits
+
+import hnm
+from hnm import _pairs, search_hard_pairs
+from hnm.pairs import _use_bf16
+
+from test_pairs import assert_quasi_equal, make_data, reference, score_matrix
+
+needs_bf16 = pytest.mark.skipif(not _pairs.bf16_supported(),
+                                reason="this CPU has no AVX-512 BF16")
+
+
+@needs_bf16
+@settings(max_examples=60)
+@given(n_q=st.integers(1, 150), n_c=st.integers(1, 400), dim=st.integers(1, 70),
+       metric=st.sampled_from(["ip", "cosine", "l2"]), dup=st.booleans(), data=st.data())
+def test_bf16_matches_brute_force_for_any_blocks_and_threads(n_q, n_c, dim, metric, dup,
+                                                             data):
+    Q, C = make_data(data.draw(st.integers(0, 2**16)), n_q, n_c, dim, np.float32, dup)
+    stop = data.draw(st.integers(1, min(n_c, 40)))
+    start = data.draw(st.integers(0, stop - 1))
+    block = data.draw(st.integers(1, 300))
+    threads = data.draw(st.sampled_from([1, 2]))
+    with threadpool_limits(threads, user_api="openmp"):
+        got = search_hard_pairs(Q, C, band=(start, stop), metric=metric, block_size=block,
+                                screen="bf16")
+    ref, S = reference(Q, C, start, stop, metric)
+    assert_quasi_equal(got, ref, S, rtol=1e-4, atol=1e-4)
+    exact = search_hard_pairs(Q, C, band=(start, stop), metric=metric, block_size=block,
+                              screen="exact")
+    valid = got.indices >= 0
+    np.testing.assert_array_equal(valid, exact.indices >= 0)
+    # rescored scores are the true ones to float32 rounding
+    expected = S[np.arange(n_q)[:, None], np.maximum(got.indices, 0)]
+    if metric == "l2":
+        expected = -expected
+    np.testing.assert_allclose(got.scores[valid], expected[valid], rtol=1e-5,
+                               atol=1e-5 * (1 + np.abs(expected).max()))
+
+
+@needs_bf16
+@settings(max_examples=60)
+@given(n_c=st.integers(2, 200), metric=st.sampled_from(["ip", "cosine", "l2"]), data=st.data())
+def test_bf16_exclusions_labels_and_cap(n_c, metric, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    C = rng.standard_normal((n_c, 5)).astype(np.float32)
+    n_q = data.draw(st.integers(1, n_c))
+    Q = (C[:n_q] + 0.01 * rng.standard_normal((n_q, 5))).astype(np.float32)
+    k = data.draw(st.integers(1, n_c))
+    exclude = [rng.choice(n_c, size=rng.integers(0, n_c), replace=False) for _ in range(n_q)]
+    exclude_self = data.draw(st.booleans())
+    S = score_matrix(Q, C, metric)
+    srt = np.sort(S, axis=1)
+    j = int(0.7 * (n_c - 1))
+    cap = (srt[:, j] + srt[:, min(j + 1, n_c - 1)]) / 2 if data.draw(st.booleans()) else None
+    labels = data.draw(st.booleans())
+    q_lab = rng.integers(0, 3, n_q) if labels else None
+    c_lab = rng.integers(0, 3, n_c) if labels else None
+    max_score = None if cap is None else (-cap if metric == "l2" else cap)
+    got = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, exclude_self=exclude_self,
+                            max_score=max_score, query_labels=q_lab, candidate_labels=c_lab,
+                            block_size=data.draw(st.integers(1, 100)), screen="bf16")
+    ref, S = reference(Q, C, 0, k, metric, exclude, exclude_self, cap, q_lab, c_lab)
+    assert_quasi_equal(got, ref, S, rtol=1e-4, atol=1e-4)
+
+
+@needs_bf16
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_bf16_orders_near_ties_below_bfloat16_resolution_exactly(metric):
+    # candidates that bfloat16 cannot tell apart (relative steps of 2**-14, far
+    # below its 2**-8) but float32 can: the rescore must order them exactly
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(64).astype(np.float32)
+    Q = np.tile(base, (80, 1)) + rng.standard_normal((80, 64)).astype(np.float32) * 0.01
+    steps = (1 + 2.0 ** -14 * rng.permutation(300)).astype(np.float32)
+    C = (base[None, :] * steps[:, None]).astype(np.float32)
+    C = np.concatenate([C, rng.standard_normal((5000, 64)).astype(np.float32)])
+    got = search_hard_pairs(Q, C, 20, metric=metric, screen="bf16")
+    ref, S = reference(Q, C, 0, 20, metric)
+    # l2 keys are |q|^2 / 2 + |c|^2 / 2 - q.c in float32 on either path: ties
+    # within the rounding of the norms (not of the dot product) may swap
+    atol = 0 if metric != "l2" else 8 * 2.0**-24 * 2 * (base @ base)
+    assert_quasi_equal(got, ref, S, rtol=1e-7, atol=atol)
+
+
+@needs_bf16
+def test_bf16_equals_exact_path_on_embeddings(as_memmap):
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((20000, 96)).astype(np.float32)
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    Q = C[rng.choice(20000, 300, replace=False)] + 0.05 * rng.standard_normal((300, 96),
+                                                                             dtype=np.float32)
+    for metric in ("ip", "cosine", "l2"):
+        a = search_hard_pairs(Q, as_memmap(C), 10, metric=metric, screen="bf16")
+        b = search_hard_pairs(Q, C, 10, metric=metric, screen="exact")
+        S = score_matrix(Q, C, metric)
+        assert_quasi_equal(a, b.indices, S, rtol=1e-6, atol=1e-6)
+
+
+def test_auto_screen_follows_the_cpu_and_the_environment(monkeypatch):
+    monkeypatch.delenv("HNM_SCREEN", raising=False)
+    supported = _pairs.bf16_supported()
+    assert _use_bf16("auto", np.float32, 1000) == supported
+    assert not _use_bf16("auto", np.float32, 10)  # packing would cost more than it saves
+    assert not _use_bf16("auto", np.float64, 1000)
+    assert not _use_bf16("exact", np.float32, 1000)
+    monkeypatch.setenv("HNM_SCREEN", "exact")
+    assert not _use_bf16("auto", np.float32, 1000)
+    monkeypatch.setenv("HNM_SCREEN", "fast")
+    with pytest.raises(ValueError, match="HNM_SCREEN"):
+        _use_bf16("auto", np.float32, 1000)
+
+
+def test_screen_argument_is_checked(monkeypatch):
+    Q = np.ones((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="screen"):
+        search_hard_pairs(Q, Q, 1, screen="fast")
+    with pytest.raises(ValueError, match="float32"):
+        search_hard_pairs(Q.astype(np.float64), Q, 1, screen="bf16")
+    monkeypatch.setattr(_pairs, "bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="AVX-512 BF16"):
+        search_hard_pairs(Q, Q, 1, screen="bf16")
+    # auto falls back to the exact path silently
+    assert search_hard_pairs(np.ones((100, 4), np.float32), Q, 1).indices.shape == (100, 1)
+    assert hnm.search_hard_pairs is search_hard_pairs
