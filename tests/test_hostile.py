@@ -483,12 +483,14 @@ def ref_mine(Q, positives, C, *, num_negatives=3, band=(0, None), absolute_margi
 
 
 def check_mine(Q, positives, C, allow_error=None, **kw):
+    kw = {"duplicate_threshold": None, **kw}  # ref_mine has no near-duplicate guard
     res, err = _call(hnm.mine_hard_negatives, (Q, positives, C), kw, allow_error)
     if err is not None:
         return
     metric = kw.get("metric", "cosine")
     tol = float(np.max(_pair_tolerance(Q, C, metric), initial=0.0))
-    ref_kw = {k: v for k, v in kw.items() if k not in ("block_size", "random_state")}
+    ref_kw = {k: v for k, v in kw.items()
+              if k not in ("block_size", "random_state", "duplicate_threshold")}
     ref = ref_mine(Q, positives, C, tol=tol, **ref_kw)
     for name in ("query", "positive", "negative", "rank"):
         np.testing.assert_array_equal(getattr(res, name), ref[name], err_msg=name)
