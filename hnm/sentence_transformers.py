@@ -13,7 +13,8 @@ plus texts into the same column layouts.
 
 Neither torch nor sentence-transformers is imported here: a model or cross
 encoder of theirs is only called. ``datasets`` (for the output) and ``pandas``
-(for a DataFrame input or output) are optional: ``pip install "hnm[st]"``.
+(for a DataFrame input or output) are optional: ``pip install datasets pandas``
+(or ``pip install ".[st]"`` in the hnm checkout).
 """
 from collections import Counter
 import hashlib
@@ -379,6 +380,11 @@ class _Rules:
         if max_score is not None:
             cap = np.minimum(cap, max_score)
         self.cap = cap  # for the search kernel only (loosened); decisions below
+        counts = np.diff(ptr)
+        width = int(counts.max()) if counts.size else 0
+        self.positive_matrix = np.full((counts.size, width), -1, dtype=np.intp)
+        self.positive_matrix[np.repeat(np.arange(counts.size), counts),
+                             np.arange(pos.size) - np.repeat(ptr[:-1], counts)] = pos
 
     def codes(self, rows, ids, s):
         """Why each candidate is dropped (first filter in sentence-transformers' order),
@@ -386,9 +392,7 @@ class _Rules:
         code = np.full(ids.shape, _KEEP, dtype=np.int8)
         code[ids < 0] = _INVALID
         if not self.include_positives:
-            for i, r in enumerate(rows):
-                mask = np.isin(ids[i], self.pos[self.ptr[r]:self.ptr[r + 1]])
-                code[i][mask & (code[i] == _KEEP)] = _POSITIVE
+            code[_member(ids, self.positive_matrix[rows]) & (code == _KEEP)] = _POSITIVE
         p = self.min_pos[rows][:, None]
         if self.absolute_margin is not None:  # written as sentence-transformers writes it
             code[(code == _KEEP) & (s + self.absolute_margin > p)] = _ABSOLUTE
@@ -401,6 +405,16 @@ class _Rules:
                                        np.where(code == _KEEP, ids, -1))
             code[(code == _KEEP) & (dup > self.duplicate_threshold)] = _DUPLICATE
         return code
+
+
+def _member(ids, sets):
+    """ids[i, j] in sets[i] (rows padded with -1; ids < 0 are never members)."""
+    out = np.zeros(ids.shape, dtype=bool)
+    step = max(1, (1 << 22) // max(ids.shape[1] * max(sets.shape[1], 1), 1))
+    for s in range(0, ids.shape[0], step):
+        a, b = ids[s:s + step], sets[s:s + step]
+        out[s:s + step] = (a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)
+    return out
 
 
 def _ranked(ids, s, keep, width):
@@ -654,7 +668,8 @@ def _dataset_class():
         from datasets import Dataset
     except ImportError:
         raise ImportError("hnm.sentence_transformers returns a datasets.Dataset: install "
-                          "datasets (pip install 'hnm[st]').") from None
+                          "datasets (pip install datasets, or pip install '.[st]' in the "
+                          "hnm checkout).") from None
     return Dataset
 
 
@@ -1026,8 +1041,7 @@ def mine_hard_negatives(dataset, model, anchor_column_name=None, positive_column
     counts["n_anchors_beyond_pool"] = dropped.pop("n_anchors_beyond_pool")
     neg_ids, neg_s = _choose(surv_ids, surv_s, range_min, num_negatives, min_score,
                              sampling_strategy, rng)
-    in_pool = np.array([np.isin(neg_ids[i], pool_ids[i]) for i in range(n_q)]).reshape(
-        neg_ids.shape)
+    in_pool = _member(neg_ids, pool_ids)
     counts["n_negatives_beyond_pool"] = int(np.sum((neg_ids >= 0) & ~in_pool))
     counts["n_negatives"] = int(np.sum(neg_ids >= 0))
     del pool_ids, surv_ids, surv_s

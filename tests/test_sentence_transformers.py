@@ -65,7 +65,7 @@ def unit_embeddings(texts):
 
 def reference(anchors, positives, corpus=None, *, range_min=0, range_max=None, max_score=None,
               min_score=None, absolute_margin=None, relative_margin=None, num_negatives=3,
-              include_positives=False, duplicate_threshold=None):
+              include_positives=False, duplicate_threshold=None, output_format=None):
     """sentence-transformers' rules, exact over the whole corpus, on the full score matrix.
     Returns (per unique query: [(negative text, score)], per query pool counts)."""
     corpus_texts = list(dict.fromkeys((positives if corpus is None else list(corpus))
