@@ -42,7 +42,7 @@ except ImportError:  # Windows: no advisory locks; a second run is not detected
     fcntl = None
 
 from ._io import is_temporary, remove_stale_temporaries, save_npz, write_json
-from ._threads import openmp_max_threads
+from ._threads import resolve_n_jobs
 from ._progress import progress_bar
 from ._validation import as_csr, check_real_array
 
@@ -329,9 +329,7 @@ def run_checkpointed(func, checkpoint, args):
     progress = bool(args.get("progress", False))
     splitter = _Splitter(name, args)
     inputs, params = _describe(name, args, splitter)
-    n_threads = openmp_max_threads()
-    if name == "search_hard_pairs" and args.get("n_jobs") is not None:
-        n_threads = int(args["n_jobs"])
+    n_threads = resolve_n_jobs(args.get("n_jobs"))  # as the search will count them
     from . import __version__
     from .pairs import DEFAULT_QUERY_BLOCK
 
