@@ -364,9 +364,9 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 
 
 def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
-                        absolute_margin=None, relative_margin=None, duplicate_threshold=None,
+                        absolute_margin=None, relative_margin=None, duplicate_threshold=0.95,
                         lower_margin=None, max_score=None, min_score=None, sampling="top",
-                        simans=(1.0, 0.0), easy_ratio=0.0, exclude=None, output="triplets",
+                        simans=(100.0, -0.1), easy_ratio=0.0, exclude=None, output="triplets",
                         metric="cosine", random_state=None, query_offset=0, split_every=8):
     """:func:`hnm.mine_hard_negatives` with the corpus as a dask array.
 

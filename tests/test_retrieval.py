@@ -18,8 +18,9 @@ def similarity_matrix(Q, C, metric):
 
 def reference(Q, pos, C, *, num_negatives, band=(0, None), absolute_margin=None,
               relative_margin=None, max_score=None, min_score=None, metric="cosine",
-              exclude=None):
+              exclude=None, duplicate_threshold=None):
     """Brute force: full score matrix, guards, stable ranking, window, top."""
+    assert duplicate_threshold is None  # see reference_dedup
     S = similarity_matrix(Q, C, metric)
     start, stop = band
     stop = start + num_negatives if stop is None else stop
@@ -78,7 +79,7 @@ def test_matches_brute_force(n_c, dim, n_q, metric, data):
     start = data.draw(st.integers(0, 5))
     stop = data.draw(st.none() | st.integers(start + num, start + num + 6))
     kwargs = dict(
-        num_negatives=num, band=(start, stop), metric=metric,
+        num_negatives=num, band=(start, stop), metric=metric, duplicate_threshold=None,
         absolute_margin=data.draw(st.none() | st.floats(0, 1)),
         relative_margin=data.draw(st.none() | st.floats(0, 0.5)),
         max_score=data.draw(st.none() | st.floats(-1, 1)),
@@ -108,7 +109,7 @@ def test_relative_margin_is_a_guard_for_negative_positive_scores():
     C = np.array([[1.0, 0.0], [-0.5, 0.8660254], [-0.52, 0.8542], [-0.6, 0.8], [-1.0, 0.0]])
     Q = np.array([[1.0, 0.0]])
     mined = mine_hard_negatives(Q, np.array([1]), C, num_negatives=2, relative_margin=0.05,
-                                metric="ip")
+                                metric="ip", duplicate_threshold=None)  # 3 is a near-copy of 1
     scores = similarity_matrix(Q, C, "ip")[0]
     assert set(mined.negative) == {3, 4}
     assert np.all(scores[mined.negative] <= -0.5 - 0.05 * 0.5)
@@ -166,11 +167,12 @@ def test_random_sampling_and_easy_blend(rng):
 def test_short_results_are_counted_not_padded(rng):
     C = rng.standard_normal((6, 3))
     Q = C[:2].copy()
-    mined = mine_hard_negatives(Q, np.array([0, 1]), C, num_negatives=3, band=(3, 10))
+    mined = mine_hard_negatives(Q, np.array([0, 1]), C, num_negatives=3, band=(3, 10),
+                                duplicate_threshold=None)  # (guard off: 6 candidates only)
     assert mined.summary["n_short_queries"] == 2
     assert np.all(mined.negative >= 0) and len(mined) == 4
     nt = mine_hard_negatives(Q, np.array([0, 1]), C, num_negatives=3, band=(3, 10),
-                             output="ntuple")
+                             output="ntuple", duplicate_threshold=None)
     assert len(nt) == 0 and nt.summary["n_skipped"] == 2
 
 
@@ -456,3 +458,14 @@ def test_inputs_are_not_modified(rng):
     np.testing.assert_array_equal(Q, copies[1])
     for p, c in zip(P, copies[2]):
         np.testing.assert_array_equal(p, c)
+
+
+def test_defaults_are_the_closest_minus_near_duplicates_of_the_positive(rng):
+    # the defaults changed (issue 16): duplicate_threshold=0.95, no margin, top 3
+    Q, C, src, dup_ids = corpus_with_duplicates(rng, n=500, dim=8, n_dup=40, noise=0.05)
+    pos = np.arange(40)
+    mined = mine_hard_negatives(Q, pos, C)
+    assert mined_per_query(mined, 40) == reference_dedup(Q, pos, C, num_negatives=3,
+                                                         threshold=0.95)
+    assert not np.any(mined.negative == dup_ids[mined.query])
+    assert mined.summary["n_near_duplicates"] > 0
