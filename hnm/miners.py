@@ -223,13 +223,18 @@ class _Ctx:
         br = max(1, min(self.n_a, _ROW_VALUES // max(self.n_r, 1)))
         for r0 in range(0, self.n_a, br):
             r1 = min(r0 + br, self.n_a)
+            yield (r0, r1, *self._full_rows(r0, r1))
+
+    def _full_rows(self, r0, r1):
+        if self.n_r <= self.block:  # one tile holds the rows: no copy
+            _, _, _, _, K, same = next(self.tiles([(r0, r1)]))
+        else:
             K = np.empty((r1 - r0, self.n_r), dtype=self.dtype)
             same = np.empty((r1 - r0, self.n_r), dtype=bool)
             for _, _, c0, c1, k, s in self.tiles([(r0, r1)]):
                 K[:, c0:c1] = k
                 same[:, c0:c1] = s
-            diff = self.la[r0:r1, None] != self.lr[None, :]
-            yield r0, r1, K, same, diff
+        return K, same, self.la[r0:r1, None] != self.lr[None, :]
 
     def pair_key(self, a, j):
         """Keys of given pairs, computed as the tiles compute them."""
@@ -694,13 +699,7 @@ def _needed_row_blocks(ctx, need):
     while i < need.size:
         r0 = int(need[i])
         r1 = min(r0 + br, ctx.n_a)
-        K = np.empty((r1 - r0, ctx.n_r), dtype=ctx.dtype)
-        same = np.empty((r1 - r0, ctx.n_r), dtype=bool)
-        for _, _, c0, c1, k, s in ctx.tiles([(r0, r1)]):
-            K[:, c0:c1] = k
-            same[:, c0:c1] = s
-        diff = ctx.la[r0:r1, None] != ctx.lr[None, :]
-        yield r0, r1, K, same, diff
+        yield (r0, r1, *ctx._full_rows(r0, r1))
         i = int(np.searchsorted(need, r1))
 
 
