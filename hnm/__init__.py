@@ -56,6 +56,7 @@ from .selection import TopK, topk
 from .scoring import difficulty
 from .mining import HardMiningClassifier
 from .resampling import HardNegativeResampler
+from .nearmiss import NearMiss
 from .pairs import PairResult, search_hard_pairs
 from .retrieval import MinedNegatives, mine_hard_negatives
 
@@ -67,6 +68,7 @@ __all__ = [
     "difficulty",
     "HardMiningClassifier",
     "HardNegativeResampler",
+    "NearMiss",
     "PairResult",
     "search_hard_pairs",
     "MinedNegatives",
