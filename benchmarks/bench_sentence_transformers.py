@@ -57,7 +57,8 @@ def make_pairs(n_pairs=3300, n_topics=80, n_extra=3000, seed=0):
         a = text(t, 3)
         for _ in range(1 if rng.random() < 0.75 else int(rng.integers(2, 4))):
             anchors.append(a)
-            positives.append(a + " " + text(t, 2))
+            # half the positives repeat the anchor's words, half only share its topic
+            positives.append(a + " " + text(t, 2) if rng.random() < 0.5 else text(t, 5))
     anchors, positives = anchors[:n_pairs], positives[:n_pairs]
     corpus = [text(int(rng.integers(n_topics)), 4) for _ in range(n_extra)]
     return anchors, positives, corpus

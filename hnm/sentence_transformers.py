@@ -884,6 +884,7 @@ def mine_hard_negatives(dataset, model, anchor_column_name=None, positive_column
     (3, 0)
     """
     # ---- arguments, as sentence-transformers checks them
+    Dataset = _dataset_class()  # before any work: the output needs datasets
     columns, column, n_rows = _read_dataset(dataset)
     if n_rows == 0:
         raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
@@ -1062,7 +1063,6 @@ def mine_hard_negatives(dataset, model, anchor_column_name=None, positive_column
     counts["n_short_anchors"] = int(np.sum(n_have < num_negatives))
 
     # ---- the dataset
-    Dataset = _dataset_class()
     neg_lists = [[corpus_texts[i] for i in row[row >= 0]] for row in neg_ids]
     neg_score_lists = [row[ids >= 0] for row, ids in zip(neg_s, neg_ids)]
     data = _columns(output_format, output_scores, anchor_col, positive_col,
