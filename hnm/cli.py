@@ -137,14 +137,21 @@ def _mine(args):
     candidates = _load(args.candidates, "candidates")
     band = (args.band[0], args.band[1]) if args.band else (0, None)
     _warn_short(args, positives, candidates, band)
-    if args.checkpoint:
-        _report_checkpoint(args.checkpoint)
-    mined = mine_hard_negatives(
-        queries, positives, candidates, num_negatives=args.num_negatives, band=band,
-        absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
-        max_score=args.max_score, min_score=args.min_score, sampling=args.sampling,
-        easy_ratio=args.easy_ratio, metric=args.metric, random_state=args.seed,
-        progress=args.progress, checkpoint=args.checkpoint)
+    resumed = _finished_blocks(args.checkpoint)
+    try:
+        mined = mine_hard_negatives(
+            queries, positives, candidates, num_negatives=args.num_negatives, band=band,
+            absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
+            max_score=args.max_score, min_score=args.min_score, sampling=args.sampling,
+            easy_ratio=args.easy_ratio, metric=args.metric, random_state=args.seed,
+            progress=args.progress, checkpoint=args.checkpoint)
+    except ValueError as exc:
+        if "made by another call" not in str(exc):
+            raise
+        raise UserError(_option_names(str(exc))) from None
+    if resumed:
+        print(f"checkpoint {args.checkpoint}: {resumed} finished block(s) resumed",
+              file=sys.stderr)
     _save(args.output, {"query": mined.query, "positive": mined.positive,
                         "negative": mined.negative, "score": mined.score,
                         "positive_score": mined.positive_score,
@@ -170,13 +177,23 @@ def _warn_short(args, positives, candidates, band):
           f"{at_most} negatives (counted in n_short_queries)")
 
 
-def _report_checkpoint(directory):
-    manifest = os.path.join(directory, "manifest.json")
-    if os.path.exists(manifest):
-        n = sum(1 for f in os.listdir(directory)
-                if f.startswith("block-") and not _io.is_temporary(f))
-        print(f"checkpoint {directory}: resuming, {n} finished block(s) found",
-              file=sys.stderr)
+def _finished_blocks(directory):
+    if not directory or not os.path.exists(os.path.join(directory, "manifest.json")):
+        return 0
+    return sum(1 for f in os.listdir(directory)
+               if f.startswith("block-") and not _io.is_temporary(f))
+
+
+def _option_names(message):
+    """A checkpoint mismatch in the command's words: --num-negatives, not num_negatives."""
+    import re
+
+    def option(match):
+        name = match.group(1)
+        return ("--seed " if name == "random_state" else
+                "--" + name.replace("_", "-") + " ")
+
+    return re.sub(r"\b([a-z][a-z_]*)=", option, message)
 
 
 def _demo(args):

@@ -330,7 +330,7 @@ def test_sigint_while_mining_exits_130_and_keeps_finished_blocks(tmp_path):
     p = ctx.Process(target=_cli, args=(argv, 2))
     p.start()
     deadline = time.time() + 120
-    while not blocks_in(tmp_path / "ck") if (tmp_path / "ck").exists() else True:
+    while not ((tmp_path / "ck").exists() and blocks_in(tmp_path / "ck")):
         time.sleep(0.01)
         assert time.time() < deadline
     os.kill(p.pid, signal.SIGINT)
