@@ -103,6 +103,8 @@ METHODS = {
     "hnm defaults": lambda seed: HardNegativeResampler(random_state=seed),
     "hnm defaults, no guard": lambda seed: HardNegativeResampler(noise_fraction=0.0,
                                                                  random_state=seed),
+    "hnm defaults, 1% guard (former)": lambda seed: HardNegativeResampler(
+        noise_fraction=0.01, random_state=seed),
     "hnm defaults, 5% guard": lambda seed: HardNegativeResampler(noise_fraction=0.05,
                                                                  random_state=seed),
     "hnm nearmiss": lambda seed: HardNegativeResampler(difficulty="nearmiss",
