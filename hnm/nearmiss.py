@@ -8,7 +8,6 @@ from imblearn.under_sampling.base import BaseUnderSampler
 from scipy import sparse
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval
-from threadpoolctl import threadpool_limits
 
 from ._farthest import farthest_l2_float64
 from .pairs import nearest_l2_float64
@@ -245,6 +244,7 @@ def _as_gemm_rounds_ties(sums, X, rows, ids, X_min):
     """
     from scipy.linalg.blas import ddot, dgemm
     from sklearn import get_config
+    from sklearn.utils.parallel import _get_threadpool_controller  # cached, as ArgKmin's
 
     _, inverse, counts = np.unique(sums, return_inverse=True, return_counts=True)
     tied = np.flatnonzero(counts[inverse] > 1)  # positions among the queries
@@ -253,7 +253,7 @@ def _as_gemm_rounds_ties(sums, X, rows, ids, X_min):
     chunk = max(20, get_config().get("pairwise_dist_chunk_size", 256))
     n_q = rows.size
     c_norm = {}
-    with threadpool_limits(1, user_api="blas"):
+    with _get_threadpool_controller().limit(limits=1, user_api="blas"):
         for xc in np.unique(tied // chunk):
             t = tied[tied // chunk == xc]
             x0 = xc * chunk
