@@ -4,8 +4,10 @@ Same run: hnm.search_hard_pairs, scikit-learn NearestNeighbors(algorithm="brute"
 metric="cosine"), faiss IndexFlatIP on normalised copies (skipped without
 faiss-cpu), and the GEMMs alone (the compute floor: every query-candidate dot
 product, in blocks, into a preallocated buffer).
-Targets: faiss / hnm >= 1.1 (hnm faster), scikit-learn / hnm >= 2, hnm / GEMMs
-<= 1.2, extra anonymous memory < 1 GiB and independent of the number of candidates.
+Also hnm with ``screen="exact"`` (the fp32 GEMM path): the default screens in
+bfloat16 where the CPU has AVX-512 BF16 and rescores the survivors exactly.
+Targets: hnm / faiss <= 0.4, hnm / hnm exact <= 1 / 1.3, scikit-learn / hnm >= 2,
+extra anonymous memory < 1 GiB and independent of the number of candidates.
 
 Sizes: HNM_BENCH_PAIRS_NQ / HNM_BENCH_PAIRS_NC. This machine sets
 OPENBLAS_CORETYPE; run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to let
@@ -48,9 +50,11 @@ def hnm_result(data):
 
 @pytest.fixture(scope="module", autouse=True)
 def declare(ratios):
-    ratios.compare("faiss IndexFlatIP", "hnm.search_hard_pairs", ">= 1.1 (hnm faster)")
+    ratios.compare("hnm.search_hard_pairs", "faiss IndexFlatIP", "<= 0.4")
+    ratios.compare("hnm.search_hard_pairs", "hnm screen='exact'", "<= 0.77 (1.3x faster)")
+    ratios.compare("hnm screen='exact'", "GEMMs alone", "<= 1.2")
+    ratios.note(f"bfloat16 screen available: {hnm._pairs.bf16_supported()}")
     ratios.compare("sklearn NearestNeighbors brute", "hnm.search_hard_pairs", ">= 2")
-    ratios.compare("hnm.search_hard_pairs", "GEMMs alone", "<= 1.2")
     ratios.note("BLAS: " + ", ".join(f"{i['internal_api']} {i.get('version')} "
                                      f"{i.get('architecture')} x{i['num_threads']}"
                                      for i in threadpool_info()
@@ -69,6 +73,17 @@ def test_hnm(benchmark, data, ratios, hnm_result):
     ratios.note(f"hnm.search_hard_pairs peak extra anonymous memory: {extra_full / 2**20:.0f} "
                 f"MiB for {N_C} candidates, {extra / 2**20:.0f} MiB for {N_C // 4} "
                 f"(candidates: {C.nbytes / 2**20:.0f} MiB memmap)")
+
+
+def test_hnm_exact_screen(benchmark, data, ratios, hnm_result):
+    Q, C = data
+    benchmark.group = GROUP
+    result = benchmark.pedantic(hnm.search_hard_pairs, args=(Q, C, K),
+                                kwargs={"screen": "exact"}, rounds=2, iterations=1)
+    ratios.record(benchmark, "hnm screen='exact'")
+    agreement = float((result.indices == hnm_result.indices).mean())
+    ratios.note(f"screen='exact' ids equal to the default's: {agreement:.4%} "
+                "(rest: float32 near-ties, which the default's rescore orders in double)")
 
 
 def test_gemm_floor(benchmark, data, ratios):

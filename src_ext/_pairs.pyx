@@ -258,6 +258,12 @@ cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, intp_t 
                     f = dots[jj] - cs[jj]
                 if f < t:
                     continue
+            # the cheap filters before the rescore (a labelled search meets many
+            # same-label neighbours above the root of its different-label heap)
+            if q_label >= 0 and c_labels[jj] == q_label:
+                continue
+            if exclude_self and c0 + jj == qi:
+                continue
             _rescore(dots, jj, jj + 1, rs)
             n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
                            exclude_self, q_label, c_labels, keys, idx, size, k)
