@@ -50,7 +50,8 @@ class HardNegativeResampler(BaseUnderSampler):
       selects exactly what ``imblearn.under_sampling.NearMiss(version=1)``
       selects with the same ``n_neighbors`` and ``sampling_strategy`` when
       ``selection="hardest"`` and no guard or blend is set, through an exact
-      blocked search (:func:`hnm.search_hard_pairs`).
+      blocked search (:func:`hnm.search_hard_pairs`). :class:`hnm.NearMiss` is
+      the exact drop-in for imbalanced-learn's NearMiss (versions 1, 2 and 3).
     - ``"distance"``: closeness to the ``n_neighbors`` nearest samples of *any*
       other class.
     - precomputed: ``fit_resample(X, y, sample_difficulty=d)`` (e.g. from a
