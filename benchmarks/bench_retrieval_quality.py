@@ -22,12 +22,18 @@ near-duplicate, relevant too: the false negatives of real corpora),
 ``multi-positive`` (items of 3 documents, every query labelled with all 3),
 ``easy-tail`` (topics plus four times as many far-away documents no query wants),
 ``digits`` and ``digits-pca20`` (scikit-learn's handwritten digits, standardised
-64 pixels or a 20-dimensional PCA embedding; same-class retrieval, the labelled
-positive a random same-class document, so every other same-class document mined
-is a known false negative).
+64 pixels or a 20-dimensional PCA embedding, with half as many nuisance
+dimensions of large variance mixed in by a random rotation, which the adapter
+must learn to ignore; 800 training and 300 test queries against the other 697
+images; same-class retrieval, the labelled positive a random same-class
+document, so every other same-class document mined is a known false negative).
 
-Default size runs in about a minute; ``HNM_BENCH_FULL=1`` uses more seeds and
-larger data. Run as ``pytest benchmarks/bench_retrieval_quality.py
+``defaults`` are ``hnm.mine_hard_negatives``'s own; every other strategy starts
+from all guards off (``OFF``) and adds one setting.
+
+Default size (3 seeds) runs in about 5 minutes on 2 busy cores;
+``HNM_BENCH_FULL=1`` uses 10 seeds and twice the topic data
+(``HNM_BENCH_SEEDS`` overrides the number of seeds). Run as ``pytest benchmarks/bench_retrieval_quality.py
 --benchmark-only`` or ``python benchmarks/bench_retrieval_quality.py``; quality
 is printed, never asserted.
 """
@@ -71,6 +77,7 @@ STRATEGIES = {
 # ------------------------------------------------------------------ data
 QUERY_NOISE, NUISANCE, NOISE = 0.8, 2.0, 0.5
 DIGITS_NUISANCE = 3.0
+DIGITS_TRAIN, DIGITS_TEST = 800, 300
 
 
 def _observe(z, rng, A, B, nuisance_scale=None, noise=None):
@@ -132,13 +139,14 @@ def _digits(rng, n_components=None):
     X = np.hstack([X, nuisance]) @ np.linalg.qr(
         rng.standard_normal((X.shape[1] * 3 // 2,) * 2))[0]
     order = rng.permutation(y.size)
-    q, c = order[:500], order[500:]
+    n_q = DIGITS_TRAIN + DIGITS_TEST
+    q, c = order[:n_q], order[n_q:]
     corpus, yc = X[c], y[c]
-    pos = [np.array([rng.choice(np.flatnonzero(yc == y[i]))]) for i in q[:250]]
+    pos = [np.array([rng.choice(np.flatnonzero(yc == y[i]))]) for i in q[:DIGITS_TRAIN]]
     same = [np.flatnonzero(yc == y[i]) for i in q]
-    return dict(corpus=corpus, q_train=X[q[:250]], q_test=X[q[250:]], pos_train=pos,
-                rel_test=same[250:],
-                fn_train=[np.setdiff1d(s, p) for s, p in zip(same[:250], pos)])
+    return dict(corpus=corpus, q_train=X[q[:DIGITS_TRAIN]], q_test=X[q[DIGITS_TRAIN:]],
+                pos_train=pos, rel_test=same[DIGITS_TRAIN:],
+                fn_train=[np.setdiff1d(s, p) for s, p in zip(same[:DIGITS_TRAIN], pos)])
 
 
 DATASETS = {
