@@ -1219,7 +1219,8 @@ def to_dataset(mined, queries=None, corpus=None, *, positives=None, output_forma
     >>> import hnm
     >>> from hnm.sentence_transformers import to_dataset
     >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.6, 0.5]])
-    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, num_negatives=2)
+    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, num_negatives=2,
+    ...                                 duplicate_threshold=None)  # b is a near-copy of a
     >>> ds = to_dataset(mined, ["q"], ["a", "b", "c", "d"], output_format="n-tuple")
     >>> ds[0]
     {'anchor': 'q', 'positive': 'a', 'negative_1': 'b', 'negative_2': 'd'}
