@@ -54,6 +54,24 @@ class MinedNegatives:
         (0 = closest), -1 for random ones.
     summary : dict
         Counts and score statistics, for logging.
+
+    See Also
+    --------
+    mine_hard_negatives : what returns it.
+    hnm.sentence_transformers.to_dataset : a ``datasets.Dataset`` in
+        sentence-transformers' column layout.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hnm
+    >>> corpus = np.eye(4) + 0.1
+    >>> mined = hnm.mine_hard_negatives(corpus[:2], np.array([0, 1]), corpus,
+    ...                                 num_negatives=2, output="ntuple")
+    >>> mined.negative.shape, len(mined)
+    ((2, 2), 2)
+    >>> mined.summary["n_hard"]
+    4
     """
 
     query: np.ndarray
@@ -215,6 +233,13 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     Returns
     -------
     MinedNegatives
+
+    See Also
+    --------
+    hnm.search_hard_pairs : the exact streamed search underneath.
+    hnm.dask.mine_hard_negatives : the same with the corpus as a dask array.
+    hnm.sentence_transformers.mine_hard_negatives : texts in, datasets out, with
+        sentence-transformers' arguments and defaults.
 
     Examples
     --------
