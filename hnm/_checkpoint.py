@@ -58,8 +58,11 @@ SAMPLE_ROWS = 1024
 # Block layout: about TARGET_BLOCKS blocks (a run killed at two thirds redoes at
 # most 1/TARGET_BLOCKS of it), each at least MIN_TILES_PER_BLOCK query tiles
 # (whole tiles for up to that many threads, so resuming on a machine with more
-# cores still tiles as an uninterrupted run).
-TARGET_BLOCKS = 32
+# cores still tiles as an uninterrupted run). Not more blocks: every search call
+# streams the whole corpus and synchronises its threads once per candidate
+# block, which costs little on idle cores but more on a loaded machine
+# (bench_checkpoint.py).
+TARGET_BLOCKS = 12
 MIN_TILES_PER_BLOCK = 8
 
 # Per function: arguments with one entry per query (split by block), and those
