@@ -220,6 +220,9 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
                     f"its columns the {n_columns} examples, pass y_score.T.")
         raise ValueError(f"y_true must have shape ({n},) to match y_score, got "
                          f"{y.shape}.{hint}")
+    if _has_missing(y):
+        raise ValueError("y_true contains missing labels (NaN, None, NaT or pd.NA); "
+                         "every example needs its true label.")
     if labels is not None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size != n_columns:
@@ -266,6 +269,18 @@ def _encode(y_true, labels, n, n_columns, measure, matrix, exact=False):
     codes = np.where(found, order[pos], -1).astype(np.int64)
     # codes are already columns; an identity table (-1 stays unknown via offset)
     return codes + 1, 0, np.arange(-1, labels.size, dtype=np.intp), False
+
+
+def _has_missing(y):
+    """NaN, None, NaT or pd.NA among labels (otherwise counted as one more label)."""
+    if y.dtype.kind == "f":
+        return bool(np.isnan(y).any())
+    if y.dtype.kind in "mM":
+        return bool(np.isnat(y).any())
+    if y.dtype.kind == "O":
+        return any(v is None or (isinstance(v, float) and v != v)
+                   or type(v).__name__ in ("NAType", "NaTType") for v in y.tolist())
+    return False
 
 
 def _fits_int64(a):

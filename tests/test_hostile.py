@@ -69,7 +69,7 @@ class Unmodified:
         for a, c, w in zip(self.arrays, self.copies, self.writeable):
             assert a.dtype == c.dtype and a.shape == c.shape, "input array reshaped/retyped"
             assert a.flags.writeable == w, "input array's writeable flag changed"
-            if a.dtype.kind in "fc":
+            if a.dtype.kind in "fcmM":  # NaN / NaT equal themselves here
                 assert np.array_equal(a, c, equal_nan=True), "input array was modified"
             else:
                 assert np.array_equal(a, c), "input array was modified"
@@ -1785,6 +1785,18 @@ E("feature_diagnosis/feature_names_short", ValueError, "feature_names", fd, FD_X
   FD_HARD, feature_names=["a"])
 for _t, _exc in ((0, ValueError), (True, TypeError), (1.0, TypeError)):
     E(f"feature_diagnosis/top={_t!r}", _exc, "top", fd, FD_X, FD_Y, FD_HARD, top=_t)
+
+
+# round 2 (issue #17): missing labels are named, not counted as one more label
+_P3 = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
+for _name, _y in (("nan", np.array([0, 1, 2, np.nan])),
+                  ("none", np.array([0, 1, 2, None], object)),
+                  ("str_none", np.array(["a", "b", "c", None], object)),
+                  ("nat", np.array(["2020-01-01", "2020-01-02", "2020-01-03", "NaT"], "M8[D]"))):
+    E(f"difficulty/y_true_missing_{_name}", ValueError, "y_true contains missing labels",
+      hnm.difficulty, _y, _P3)
+    E(f"difficulty/y_true_missing_{_name}_labels", ValueError, "y_true contains missing",
+      hnm.difficulty, _y, _P3, labels=[0, 1, 2])
 
 
 @pytest.mark.parametrize("exc,match,fn,args,kwargs", ERRORS)
