@@ -352,6 +352,13 @@ class HardNegativeResampler(BaseUnderSampler):
                                    LogisticRegression(max_iter=1000))
                      if self.estimator is None else clone(self.estimator))
         cv = check_cv(self.cv, y, classifier=True)
+        labels, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2:  # the fold holding it would train without its class
+            raise ValueError(
+                f"class {labels[counts.argmin()].item()!r} has a single sample: difficulty="
+                f"'model' scores every sample out of fold (cv), which needs at least 2 "
+                "per class; pass sample_difficulty to fit_resample, or "
+                "difficulty='nearmiss'.")
         proba = cross_val_predict(estimator, X, y, cv=cv, method="predict_proba",
                                   n_jobs=self.n_jobs)
         d = _difficulty(y, proba, measure=self.measure, labels=classes).astype(np.float64)

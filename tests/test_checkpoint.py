@@ -271,7 +271,7 @@ def _run(ctx, argv, kill=None, min_tiles=2):
 
 def test_kill_9_at_random_points_then_resume_gives_the_same_output(tmp_path):
     rng = np.random.default_rng(0)
-    corpus = rng.standard_normal((20_000, 16)).astype(np.float32)
+    corpus = rng.standard_normal((8_000, 16)).astype(np.float32)
     queries = corpus[:2048] + 0.2 * rng.standard_normal((2048, 16)).astype(np.float32)
     for name, a in (("c", corpus), ("q", queries), ("p", np.arange(2048))):
         np.save(tmp_path / f"{name}.npy", a)
