@@ -17,6 +17,7 @@ import warnings
 
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .mining import _inclusion_probabilities, _sample_weight_key, importance_sample
@@ -477,15 +478,18 @@ class HardNegativeResampler(BaseUnderSampler):
                 raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}.")
             return X, y, binarize_y
         X, y = validate_data(self, X=X, y=y, reset=True, accept_sparse=["csr", "csc"],
-                             ensure_all_finite=False, dtype=None)
-        if X.dtype.kind == "O":
-            raise TypeError("X must be numeric, or a DataFrame for an estimator that "
-                            "encodes its columns itself.")
+                             ensure_all_finite=not self._estimator_allows_nan())
         return X, y, binarize_y
+
+    def _estimator_allows_nan(self):
+        if self.estimator is None:  # StandardScaler + LogisticRegression
+            return False
+        return get_tags(self.estimator).input_tags.allow_nan
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = not self._dense_only()
+        tags.input_tags.allow_nan = not self._dense_only() and self._estimator_allows_nan()
         tags.sampler_tags.sample_indices = True
         return tags
 
@@ -574,8 +578,8 @@ class ResampledClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if hasattr(X, "iloc"):
             validate_data(self, X, skip_check_array=True)
         else:
-            validate_data(self, X, accept_sparse=["csr", "csc"], ensure_all_finite=False,
-                          dtype=None, reset=True)
+            X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
+                                 ensure_all_finite=False, dtype=None, reset=True)
         self.sampler_ = clone(self.sampler if self.sampler is not None
                               else HardNegativeResampler())
         self.estimator_ = clone(self.estimator if self.estimator is not None
@@ -619,5 +623,8 @@ class ResampledClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         sampler = self.sampler if self.sampler is not None else HardNegativeResampler()
-        tags.input_tags.sparse = sampler.__sklearn_tags__().input_tags.sparse
+        sampler_tags = get_tags(sampler)
+        tags.input_tags.sparse = sampler_tags.input_tags.sparse
+        tags.input_tags.allow_nan = sampler_tags.input_tags.allow_nan and get_tags(
+            self._est()).input_tags.allow_nan
         return tags
