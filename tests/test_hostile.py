@@ -1799,6 +1799,15 @@ for _name, _y in (("nan", np.array([0, 1, 2, np.nan])),
       hnm.difficulty, _y, _P3, labels=[0, 1, 2])
 
 
+# estimators: a class with one sample cannot be scored out of fold
+_Xe = np.random.default_rng(3).standard_normal((40, 3))
+for _name, _ye in (("int", (np.arange(40) == 3).astype(int)),
+                   ("str", np.where(np.arange(40) == 3, "pos", "neg"))):
+    E(f"HardNegativeResampler/single_sample_class_{_name}", ValueError,
+      "single sample.*sample_difficulty", hnm.HardNegativeResampler(random_state=0).fit_resample,
+      _Xe, _ye)
+
+
 @pytest.mark.parametrize("exc,match,fn,args,kwargs", ERRORS)
 def test_documented_error(exc, match, fn, args, kwargs):
     guard = Unmodified(args, kwargs)
