@@ -29,6 +29,22 @@ __all__ = [
 _EXACT_INT_LIMIT = 2**53
 
 
+def _nullable_frame(frame, arr):
+    """A DataFrame of pandas' nullable numeric columns (Int64, Float64, boolean) as
+    numbers (``np.asarray`` gives objects); pd.NA becomes NaN, which the callers'
+    NaN checks then name. Any other frame: ``arr`` unchanged."""
+    try:
+        dtypes = [np.dtype(getattr(d, "numpy_dtype", d)) for d in frame.dtypes]
+    except TypeError:  # a column numpy has no dtype for (categorical, ...)
+        return arr
+    if not dtypes or any(d.kind not in "biuf" for d in dtypes):
+        return arr
+    dtype = np.result_type(*dtypes)
+    if bool(frame.isna().to_numpy().any()):
+        return frame.to_numpy(dtype=np.result_type(dtype, np.float64), na_value=np.nan)
+    return frame.to_numpy(dtype=dtype)
+
+
 def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
     """Return ``a`` as an ndarray of a real dtype, without copying it.
 
@@ -45,6 +61,8 @@ def check_real_array(a, name, *, min_ndim=1, max_ndim=None):
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
+    if arr.dtype.kind == "O" and hasattr(a, "dtypes") and hasattr(a, "to_numpy"):
+        arr = _nullable_frame(a, arr)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must have a real (bool, integer or floating) dtype, "

@@ -142,6 +142,7 @@ def _mine(args):
         mined = mine_hard_negatives(
             queries, positives, candidates, num_negatives=args.num_negatives, band=band,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
+            duplicate_threshold=args.duplicate_threshold, lower_margin=args.lower_margin,
             max_score=args.max_score, min_score=args.min_score, sampling=args.sampling,
             easy_ratio=args.easy_ratio, metric=args.metric, random_state=args.seed,
             progress=args.progress, checkpoint=args.checkpoint)
@@ -201,6 +202,24 @@ def _demo(args):
 
     run_demo(out_dir=args.out, quick=args.quick)
     return 0
+
+
+def _float_or_none(text):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") \
+            from None
+
+
+def _mine_default(name):
+    import inspect
+
+    from .retrieval import mine_hard_negatives
+
+    return inspect.signature(mine_hard_negatives).parameters[name].default
 
 
 def build_parser():
@@ -271,12 +290,21 @@ def build_parser():
                     help="drop candidates scoring above the positive's score - R |score|, "
                          "R in [0, 1]; 0.05 drops those above 95%% of it (NV-Retriever's "
                          "TopK-PercPos) (default: off)")
+    mi.add_argument("--duplicate-threshold", type=_float_or_none, metavar="T",
+                    default=_mine_default("duplicate_threshold"),
+                    help="drop candidates whose cosine similarity to one of the query's "
+                         "positives is above T, 'none' for no such guard (default: "
+                         f"{_mine_default('duplicate_threshold')})")
+    mi.add_argument("--lower-margin", type=float, metavar="M",
+                    help="drop candidates scoring below the positive's score - M "
+                         "(default: off)")
     mi.add_argument("--max-score", type=float, metavar="S",
                     help="drop candidates scoring above S (default: off)")
     mi.add_argument("--min-score", type=float, metavar="S",
                     help="drop candidates scoring below S (default: off)")
-    mi.add_argument("--sampling", default="top", choices=["top", "random"],
-                    help="the N closest of the band, or N drawn uniformly from it "
+    mi.add_argument("--sampling", default="top", choices=["top", "random", "simans"],
+                    help="the N closest of the band, N drawn uniformly from it, or N "
+                         "drawn with SimANS's weights peaking below the positive's score "
                          "(default: top)")
     mi.add_argument("--easy-ratio", type=float, default=0.0, metavar="E",
                     help="add round(E x hard) random negatives per query (default: 0)")

@@ -151,7 +151,8 @@ def test_mine_warns_when_the_corpus_cannot_give_num_negatives(tmp_path, capsys):
     np.save(tmp_path / "q.npy", corpus[:3])
     np.save(tmp_path / "p.npy", np.arange(3))
     assert main("mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-                "--num-negatives", 100, "-o", tmp_path / "t.npz") == 0
+                "--num-negatives", 100, "--duplicate-threshold", "none",
+                "-o", tmp_path / "t.npz") == 0
     err = capsys.readouterr().err
     assert "hnm mine: warning: --num-negatives 100" in err and "at most 49" in err
     with np.load(tmp_path / "t.npz") as z:
@@ -226,3 +227,20 @@ def test_mine_checkpoint_resumes_with_the_same_output(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--seed 4 -> 5" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_mine_duplicate_guard_can_be_turned_off(tmp_path, capsys):
+    corpus = np.array([[1.0, 0.0], [0.999, 0.04], [0.0, 1.0], [-1.0, 0.1]], dtype=np.float32)
+    np.save(tmp_path / "c.npy", corpus)
+    np.save(tmp_path / "q.npy", corpus[:1])
+    np.save(tmp_path / "p.npy", np.array([0]))
+    base = ["mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
+            "--num-negatives", 1]
+    assert main(*base, "-o", tmp_path / "a.npz") == 0  # default 0.95: row 1 is a duplicate
+    assert main(*base, "--duplicate-threshold", "none", "-o", tmp_path / "b.npz") == 0
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        assert a["negative"].tolist() == [2] and b["negative"].tolist() == [1]
+    with pytest.raises(SystemExit) as exit_:
+        main(*base, "--duplicate-threshold", "x", "-o", tmp_path / "c.npz")
+    assert exit_.value.code == 2
+    assert "expected a number or 'none'" in capsys.readouterr().err
