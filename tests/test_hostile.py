@@ -2017,3 +2017,150 @@ def test_fuzz_search_hard_pairs(data):
     _expect(lambda: hnm.search_hard_pairs(Q, C, k, **kw), offenders,
             lambda: check_pairs(Q, C, k, **kw))
     guard.check()
+
+
+# ====================================== round 2 (issue #17): pandas inputs
+_PR = np.random.default_rng(17)
+_PS = _PR.random(50)
+_PM = _PR.random((30, 4))
+_PY = np.array([0, 1, 2] * 10)
+_PP = _PR.random((30, 3))
+_PP /= _PP.sum(1, keepdims=True)
+_PQ = _PR.standard_normal((6, 5))
+_PC = _PR.standard_normal((40, 5))
+_PX = _PR.standard_normal((80, 3))
+_PYB = (_PX[:, 0] > 0.6).astype(int)
+
+
+def _pandas_cases(pd):
+    """(id, call on pandas inputs, the same call on numpy inputs)."""
+    f8 = pd.DataFrame(_PM).astype("Float64")
+    cases = [
+        ("topk/Series", lambda: hnm.topk(pd.Series(_PS), 5), lambda: hnm.topk(_PS, 5)),
+        ("topk/Series_index", lambda: hnm.topk(pd.Series(_PS, index=np.arange(50)[::-1]), 5),
+         lambda: hnm.topk(_PS, 5)),  # positions, never the index labels
+        ("topk/Float64", lambda: hnm.topk(pd.Series(_PS, dtype="Float64"), 5),
+         lambda: hnm.topk(_PS, 5)),
+        ("topk/Int64", lambda: hnm.topk(pd.Series(np.arange(50) % 7, dtype="Int64"), 5),
+         lambda: hnm.topk(np.arange(50) % 7, 5)),
+        ("topk/DataFrame_rows", lambda: hnm.topk(pd.DataFrame(_PM), 2, axis=1),
+         lambda: hnm.topk(_PM, 2, axis=1)),
+        ("topk/DataFrame_Float64", lambda: hnm.topk(f8, 2, axis=1),
+         lambda: hnm.topk(_PM, 2, axis=1)),
+        ("difficulty/Series_DataFrame",
+         lambda: hnm.difficulty(pd.Series(_PY), pd.DataFrame(_PP)),
+         lambda: hnm.difficulty(_PY, _PP)),
+        ("difficulty/Int64_y", lambda: hnm.difficulty(pd.Series(_PY, dtype="Int64"), _PP),
+         lambda: hnm.difficulty(_PY, _PP)),
+        ("difficulty/categorical_y",
+         lambda: hnm.difficulty(pd.Series(pd.Categorical(np.array(list("abc"))[_PY])), _PP,
+                                labels=["a", "b", "c"]),
+         lambda: hnm.difficulty(_PY, _PP)),
+        ("difficulty/string_y_log_loss",
+         lambda: hnm.difficulty(pd.Series(np.array(list("abc"))[_PY]), _PP,
+                                measure="log_loss", labels=["a", "b", "c"]),
+         lambda: hnm.difficulty(_PY, _PP, measure="log_loss")),
+        ("search_hard_pairs/DataFrames",
+         lambda: hnm.search_hard_pairs(pd.DataFrame(_PQ), pd.DataFrame(_PC), 4),
+         lambda: hnm.search_hard_pairs(_PQ, _PC, 4)),
+        ("mine_hard_negatives/DataFrame_Series",
+         lambda: hnm.mine_hard_negatives(pd.DataFrame(_PQ), pd.Series(np.arange(6)),
+                                         pd.DataFrame(_PC), num_negatives=2),
+         lambda: hnm.mine_hard_negatives(_PQ, np.arange(6), _PC, num_negatives=2)),
+        ("HardNegativeResampler/pandas_X_y",
+         lambda: hnm.HardNegativeResampler(random_state=0).fit_resample(
+             pd.DataFrame(_PX, columns=list("abc")), pd.Series(_PYB)),
+         lambda: hnm.HardNegativeResampler(random_state=0).fit_resample(_PX, _PYB)),
+        ("HardNegativeResampler/nearmiss_pandas",
+         lambda: hnm.HardNegativeResampler(difficulty="nearmiss", random_state=0)
+         .fit_resample(pd.DataFrame(_PX), pd.Series(_PYB)),
+         lambda: hnm.HardNegativeResampler(difficulty="nearmiss", random_state=0)
+         .fit_resample(_PX, _PYB)),
+        ("HardMiningClassifier/pandas_y",
+         lambda: hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, random_state=0)
+         .fit(pd.DataFrame(_PX), pd.Series(_PYB)).predict_proba(_PX),
+         lambda: hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, random_state=0)
+         .fit(_PX, _PYB).predict_proba(_PX)),
+        ("HardMiningClassifier/string_y",
+         lambda: hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, random_state=0)
+         .fit(_PX, np.where(_PYB, "pos", "neg")).predict_proba(_PX),
+         lambda: hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, random_state=0)
+         .fit(_PX, _PYB).predict_proba(_PX)),
+    ]
+    return cases
+
+
+_PANDAS_IDS = ["topk/Series", "topk/Series_index", "topk/Float64", "topk/Int64",
+               "topk/DataFrame_rows", "topk/DataFrame_Float64", "difficulty/Series_DataFrame",
+               "difficulty/Int64_y", "difficulty/categorical_y", "difficulty/string_y_log_loss",
+               "search_hard_pairs/DataFrames", "mine_hard_negatives/DataFrame_Series",
+               "HardNegativeResampler/pandas_X_y", "HardNegativeResampler/nearmiss_pandas",
+               "HardMiningClassifier/pandas_y", "HardMiningClassifier/string_y"]
+
+
+def _as_arrays(r):
+    if isinstance(r, np.ndarray):
+        return [r]
+    if hasattr(r, "_asdict"):
+        return [np.asarray(v) for v in r]
+    if isinstance(r, tuple):
+        return [np.asarray(v) for v in r]
+    return [np.asarray(getattr(r, f)) for f in ("query", "positive", "negative", "score")]
+
+
+@pytest.mark.parametrize("cid", _PANDAS_IDS)
+def test_pandas_inputs_give_the_numpy_answer(cid):
+    pd = pytest.importorskip("pandas")
+    cases = {c[0]: c[1:] for c in _pandas_cases(pd)}
+    assert set(cases) == set(_PANDAS_IDS)
+    on_pandas, on_numpy = cases[cid]
+    got, want = _as_arrays(on_pandas()), _as_arrays(on_numpy())
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
+_PANDAS_ERRORS = [
+    ("topk/Float64_NA", lambda pd: hnm.topk(pd.Series([0.1, None, 0.5], dtype="Float64"), 1),
+     ValueError, "scores contains NaN"),
+    ("topk/Float64_frame_NA",
+     lambda pd: hnm.topk(pd.DataFrame(_PM).astype("Float64").mask(pd.DataFrame(_PM) > 0.9),
+                         1, axis=1),
+     ValueError, "scores contains NaN"),
+    ("search_hard_pairs/Float64_frame_NA",
+     lambda pd: hnm.search_hard_pairs(
+         pd.DataFrame(_PQ).astype("Float64").mask(pd.DataFrame(_PQ) > 1), _PC, 2),
+     ValueError, "queries contain NaN"),
+    ("difficulty/Float64_frame_NA",
+     lambda pd: hnm.difficulty(_PY, pd.DataFrame(_PP).astype("Float64").mask(
+         pd.DataFrame(_PP) > 0.5)),
+     ValueError, "y_score contains NaN"),
+    ("topk/datetime_Series", lambda pd: hnm.topk(pd.Series(pd.date_range("2020", periods=3)), 1),
+     TypeError, "scores"),
+    ("difficulty/Int64_NA_y",
+     lambda pd: hnm.difficulty(pd.Series([0, 1, None], dtype="Int64"), _PP[:3]),
+     ValueError, "y_true contains missing labels"),
+    ("difficulty/categorical_NA_y",
+     lambda pd: hnm.difficulty(pd.Series(pd.Categorical(["a", None, "c"])), _PP[:3]),
+     ValueError, "y_true contains missing labels"),
+    ("mine_hard_negatives/Int64_NA_positives",
+     lambda pd: hnm.mine_hard_negatives(_PQ, pd.Series([0, 1, None, 3, 4, 5], dtype="Int64"),
+                                        _PC, num_negatives=2),
+     TypeError, "positives"),
+    ("HardNegativeResampler/one_class_pandas",
+     lambda pd: hnm.HardNegativeResampler().fit_resample(pd.DataFrame(_PX),
+                                                         pd.Series(np.zeros(80, int))),
+     ValueError, "class"),
+    ("HardMiningClassifier/one_class_str",
+     lambda pd: hnm.HardMiningClassifier(LogisticRegression()).fit(_PX, np.full(80, "neg")),
+     ValueError, "one class"),
+]
+
+
+@pytest.mark.parametrize("cid,call,exc,match", _PANDAS_ERRORS,
+                         ids=[e[0] for e in _PANDAS_ERRORS])
+def test_pandas_bad_inputs_raise_naming_the_problem(cid, call, exc, match):
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(exc, match=match):
+        call(pd)
