@@ -192,11 +192,11 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
        errors (:func:`hnm.noise.find_label_issues` on the previous model's
        probabilities) are estimated and exposed (``noise_indices_``);
     3. every round is scored on held-out data (a stratified
-       ``validation_fraction`` of the data, or ``validation_data``), and so is
-       round 0's draw fitted without weights; the best is kept (round 0
-       included, ties to the earlier round: mining never replaces a better
-       random draw) and, after a split, refit with the held-out rows added at
-       the same rates. ``history_`` says which was kept and why.
+       ``validation_fraction`` of the data, or ``validation_data``); the best
+       round is kept (round 0 included, ties to the earlier round: mining never
+       replaces a better random draw) and, after a split, refit with the
+       held-out rows added at the same rates. ``history_`` says which round was
+       kept and why.
 
     Other selections keep a bounded cache of negatives instead, as classic
     detectors do (Dalal & Triggs, 2005; DPM's hard-negative cache,
@@ -336,19 +336,14 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         suspect first (empty with ``n_rounds=0`` or ``noise_fraction=0``):
         worth a look, they are probably mislabeled.
     best_round_ : int
-        The round ``estimator_`` comes from (the record with ``kept=True``
-        says whether weighted).
+        The round ``estimator_`` comes from.
     history_ : list of dict
         One record per round: ``round``, ``n_negatives`` (trained on),
         ``n_misclassified`` (pool negatives the previous model got wrong),
         ``n_added``, ``n_evicted``, ``n_guarded``, ``difficulty_mean`` /
         ``_median`` / ``_max`` over the pool, ``validation_score`` (or None),
         ``weights`` ("importance", "resampled", "given" or None), ``kept``
-        (True for the kept record) and, for the kept record, ``reason``.
-        ``history_[r]`` is round ``r``; with held-out data and
-        ``selection="importance"`` a last record (``"candidate": "round 0
-        without weights"``) is round 0's draw fitted unweighted, the baseline
-        that won on budgets of a few dozen negatives.
+        (True for the kept round) and, for the kept round, ``reason``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         With a pandas DataFrame, which is passed on to the estimator as is
@@ -369,9 +364,9 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     >>> clf = HardMiningClassifier(LogisticRegression(), max_negatives=0.05,
     ...                            random_state=0).fit(X, y)
     >>> [h["n_negatives"] for h in clf.history_]
-    [151, 151, 151, 151, 151, 151, 151]
-    >>> clf.negative_indices_.size, [h["kept"] for h in clf.history_].count(True)
-    (189, 1)
+    [151, 151, 151, 151, 151, 151]
+    >>> clf.negative_indices_.size, clf.history_[clf.best_round_]["kept"]
+    (189, True)
     >>> clf.predict(X[:3]).shape
     (3,)
     """
@@ -593,19 +588,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             rounds.append((est, drawn, w))
             self._record(r, drawn.size, n_wrong, drawn.size, 0, d, est, c, how,
                          n_guarded=0 if guarded is None else int(guarded.sum()))
-        if c["scorer"] is not None:
-            # one more candidate: round 0's draw without the weights. On a budget of a
-            # few dozen negatives their variance can cost more than the class-weight
-            # shift they correct (digits 8-vs-rest at 2%: 26 negatives)
-            drawn0 = rounds[0][1]
-            est, how = self._fit_on(c, np.concatenate([c["pos"], pool[drawn0]]), None)
-            rounds.append((est, drawn0, np.ones(drawn0.size)))
-            self._record(0, drawn0.size, None, drawn0.size, 0, None, est, c, how)
-            self.history_[-1]["candidate"] = "round 0 without weights"
-        at = self._keep_best(c)
-        unweighted = at == len(rounds) - 1 and c["scorer"] is not None
-        best = 0 if unweighted else at
-        est, drawn, w = rounds[at]
+        best = self._keep_best(c)
+        est, drawn, w = rounds[best]
         rows = np.concatenate([c["pos"], pool[drawn]])
         weights = np.concatenate([np.ones(c["pos"].size), w])
         if self.refit and c["val"].size:
@@ -614,13 +598,11 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if best > 0:  # the held-out negatives drawn as round `best` drew the others
                 _, d_val, _ = self._score_pool(rounds[best - 1][0], c["X"], y_enc, val_neg)
             drawn_val, w_val = self._draw(d_val, y_enc[val_neg], rate, rng)
-            if unweighted:
-                w_val = np.ones(w_val.size)
             rows = np.concatenate([c["pos"], val_pos, pool[drawn], val_neg[drawn_val]])
             weights = np.concatenate([np.ones(c["pos"].size + val_pos.size), w, w_val])
-            est, _ = self._fit_on(c, rows, None if unweighted else weights)
-            self.history_[at]["reason"] += (f"; refit on all {rows.size} rows with the "
-                                            "held-out ones added at the same rates")
+            est, _ = self._fit_on(c, rows, weights)
+            self.history_[best]["reason"] += (f"; refit on all {rows.size} rows with the "
+                                              "held-out ones added at the same rates")
         self.estimator_ = est
         self.best_round_ = best
         order = np.argsort(rows, kind="stable")
@@ -744,9 +726,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             name = self.scoring if isinstance(self.scoring, str) else (
                 "held-out score" if self.scoring else
                 "average_precision" if self.classes_.size == 2 else "balanced_accuracy")
-            others = ", ".join(f"{h.get('candidate', 'round %d' % h['round'])}: "
-                               f"{h['validation_score']:.4f}"
-                               for i, h in enumerate(self.history_) if i != best)
+            others = ", ".join(f"round {h['round']}: {h['validation_score']:.4f}"
+                               for h in self.history_ if h["round"] != best)
             reason = (f"best held-out {name} {scores[best]:.4f}"
                       + (f" (others: {others})" if others else ""))
         self.history_[best]["kept"] = True

@@ -161,7 +161,7 @@ def test_real_model_history_and_validation():
     X, y = make_classification(3000, n_features=10, weights=[0.9], flip_y=0.0, random_state=0)
     clf = HardMiningClassifier(LogisticRegression(), n_rounds=3, validation_fraction=0.25,
                                random_state=0).fit(X, y)
-    assert len(clf.history_) == 5  # rounds 0-3 and round 0 without weights
+    assert len(clf.history_) == 4
     assert all(0 <= h["validation_score"] <= 1 for h in clf.history_)
     assert clf.history_[1]["n_misclassified"] >= 0
     assert clf.history_[1]["difficulty_max"] >= clf.history_[1]["difficulty_median"]
@@ -314,28 +314,22 @@ def test_defaults_draw_weighted_negatives_every_round_and_keep_the_best(known):
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, max_negatives=40,
                                random_state=0).fit(X, y)
     # 20% held out (stratified): rounds draw 10% of the 320 training negatives
-    assert [h["n_negatives"] for h in clf.history_] == [32, 32, 32, 32]
-    assert all(h["weights"] == "importance" for h in clf.history_[:3])
-    # the last record: round 0's draw without weights, a candidate like the rounds
-    assert clf.history_[3]["candidate"] == "round 0 without weights"
-    assert clf.history_[3]["weights"] is None and FITS[3][1] is None
-    np.testing.assert_array_equal(FITS[3][0], FITS[0][0])
+    assert [h["n_negatives"] for h in clf.history_] == [32, 32, 32]
+    assert all(h["weights"] == "importance" for h in clf.history_)
     rows0, w0 = FITS[0]
     np.testing.assert_allclose(w0[y[rows0] == 0], 320 / 32)      # round 0: uniform
     np.testing.assert_allclose(w0[y[rows0] == 1], 1.0)
     rows1, w1 = FITS[1]
     assert w1[y[rows1] == 0].max() <= 320 / (32 * 0.2) + 1e-9  # the uniform share bounds them
     scores = [h["validation_score"] for h in clf.history_]
-    kept = int(np.argmax(scores))
-    assert [h["kept"] for h in clf.history_].count(True) == 1 and clf.history_[kept]["kept"]
-    assert clf.best_round_ == clf.history_[kept]["round"]
-    assert "best held-out average_precision" in clf.history_[kept]["reason"]
-    assert "refit on all" in clf.history_[kept]["reason"]
+    assert clf.best_round_ == int(np.argmax(scores))
+    assert [h["kept"] for h in clf.history_].count(True) == 1
+    assert clf.history_[clf.best_round_]["kept"]
+    assert "best held-out average_precision" in clf.history_[clf.best_round_]["reason"]
+    assert "refit on all" in clf.history_[clf.best_round_]["reason"]
     # the refit: every positive, 40 negatives, their weights in sample_weight_
     rows, w = FITS[-1]
-    assert len(FITS) == 5 and set(np.flatnonzero(y == 1)) <= set(rows)
-    if w is None:
-        w = np.ones(rows.size)
+    assert len(FITS) == 4 and set(np.flatnonzero(y == 1)) <= set(rows)
     assert (y[rows] == 0).sum() == 40
     np.testing.assert_array_equal(np.flatnonzero(clf.sample_weight_), np.sort(rows))
     np.testing.assert_allclose(clf.sample_weight_[np.sort(rows)], w)
@@ -370,7 +364,7 @@ def test_noise_guard_estimates_the_flipped_labels():
     clf = HardMiningClassifier(LogisticRegression(), max_negatives=0.1, random_state=0)
     clf.fit(X, y_noisy)
     assert clf.noise_indices_.size > 0
-    assert clf.history_[clf.n_rounds]["n_guarded"] > 0  # the last mining round
+    assert clf.history_[-1]["n_guarded"] > 0
     assert np.isin(clf.noise_indices_, np.flatnonzero(flipped)).mean() > 0.5
     assert np.all(y_noisy[clf.noise_indices_] == 0)
     fixed = HardMiningClassifier(LogisticRegression(), max_negatives=0.1, noise_fraction=0.0,
@@ -398,8 +392,7 @@ def test_weights_reach_a_pipeline_step_and_estimators_without_them_resample(know
 
     clf = HardMiningClassifier(NoWeights(), n_rounds=1, max_negatives=40,
                                random_state=0).fit(X, y)
-    assert all(h["weights"] == "resampled" for h in clf.history_[:-1])
-    assert clf.history_[-1]["weights"] is None  # round 0 without weights needs none
+    assert all(h["weights"] == "resampled" for h in clf.history_)
     rows = FITS[0][0]
     # costing: rows redrawn with replacement in proportion to their weights, so the
     # negatives (weight 10) outnumber the positives (weight 1) about 320 : 32
@@ -415,11 +408,9 @@ def test_pipeline_receives_the_weights_in_its_last_step():
             seen.append(sample_weight)
             return super().fit(X, y, sample_weight=sample_weight)
 
-    clf = HardMiningClassifier(make_pipeline(StandardScaler(), Spy()), n_rounds=1,
-                               random_state=0).fit(X, y)
-    weighted = [h["weights"] == "importance" for h in clf.history_]
-    assert weighted == [True, True, False]  # the last record: round 0 without weights
-    assert seen[0].max() > 1 and seen[1].max() > 1 and seen[2] is None
+    HardMiningClassifier(make_pipeline(StandardScaler(), Spy()), n_rounds=1,
+                         random_state=0).fit(X, y)
+    assert seen and all(w is not None and w.max() > 1 for w in seen)
 
 
 def test_decision_function_only_defaults_use_hinge_and_platt_scaling():
