@@ -23,7 +23,7 @@ Models: LogisticRegression and LinearSVC (decision_function only) behind a
 StandardScaler, HistGradientBoostingClassifier.
 
 Small by default (10,000 rows, 2 seeds); ``HNM_BENCH_FULL=1`` runs 30,000 rows
-and 5 seeds. ``python benchmarks/bench_mining_quality.py`` prints the matrix;
+and 5 seeds (``HNM_BENCH_SEEDS=n`` sets the number of seeds). ``python benchmarks/bench_mining_quality.py`` prints the matrix;
 under ``pytest benchmarks/bench_mining_quality.py --benchmark-only`` every
 (dataset, model) cell is a benchmark whose lines are printed at the end.
 Reported, never asserted.
@@ -46,7 +46,7 @@ from hnm import HardMiningClassifier
 
 FULL = os.environ.get("HNM_BENCH_FULL", "") not in ("", "0")
 N_ROWS = 30_000 if FULL else 10_000
-SEEDS = tuple(range(5)) if FULL else (0, 1)
+SEEDS = tuple(range(int(os.environ.get("HNM_BENCH_SEEDS", 5 if FULL else 2))))
 BUDGETS = (0.005, 0.02, 0.05)
 POSITIVE_SHARE = 0.05
 
