@@ -86,6 +86,41 @@ class MinedNegatives:
     def __len__(self):
         return int(self.query.shape[0])
 
+    def to_dataset(self, queries=None, corpus=None, **kwargs):
+        """A ``datasets.Dataset`` in sentence-transformers' column layout: texts
+        when ``queries`` and ``corpus`` are given, ids otherwise (see
+        :func:`hnm.sentence_transformers.to_dataset` for the options).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import hnm
+        >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.5]])
+        >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus,
+        ...                                 num_negatives=1)
+        >>> mined.to_dataset(["q"], ["a", "b", "c"])[0]
+        {'anchor': 'q', 'positive': 'a', 'negative': 'c'}
+        """
+        from .sentence_transformers import to_dataset
+        return to_dataset(self, queries, corpus, **kwargs)
+
+    def to_pandas(self, queries=None, corpus=None, **kwargs):
+        """A pandas DataFrame in sentence-transformers' column layout (see
+        :func:`hnm.sentence_transformers.to_pandas` for the options).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import hnm
+        >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.5]])
+        >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus,
+        ...                                 num_negatives=1)
+        >>> mined.to_pandas().columns.tolist()
+        ['anchor', 'positive', 'negative']
+        """
+        from .sentence_transformers import to_pandas
+        return to_pandas(self, queries, corpus, **kwargs)
+
 
 def _similarity(queries, vectors, metric):
     """Row-wise similarity of queries[i] and vectors[i] (higher is closer)."""

@@ -409,7 +409,7 @@ def test_verbose_reports_counts_and_the_recommended_guard(pairs, capsys):
     run(pairs, verbose=True)
     out = capsys.readouterr().out
     assert "Setting range_max to" in out and "positives" in out
-    assert "relative_margin=0.05" in out and "0.605" in out
+    assert "duplicate_threshold=0.95" in out and "bench_retrieval_quality.py" in out
     run(pairs, verbose=True, relative_margin=0.3, range_max=6, num_negatives=2)
     out = capsys.readouterr().out
     assert "ranked over the whole corpus" in out and "relative_margin" in out
