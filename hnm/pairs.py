@@ -11,7 +11,7 @@ from . import _pairs
 from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
 from ._validation import as_csr, check_int, check_option, check_real_array
-from .selection import _check_k_band
+from ._ranking import check_k_band, sort_heaps
 
 __all__ = ["PairResult", "search_hard_pairs"]
 
@@ -125,7 +125,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if Q.shape[1] == 0:
         raise ValueError("queries and candidates need at least one dimension.")
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = _check_k_band(k, band, n_c, "candidates")
+    start, stop = check_k_band(k, band, n_c, "candidates")
     if not isinstance(exclude_self, (bool, np.bool_)):
         raise TypeError(f"exclude_self must be a bool, got {exclude_self!r}.")
     if exclude_self and n_q > n_c:
@@ -157,9 +157,12 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         q_packed = np.empty((n_q, (Qw.shape[1] + 1) // 2), dtype=np.uint32)
         q_bounds = np.empty((n_q, 3), dtype=np.float64)
         _pairs.bf16_pack(Qw, q_packed, q_bounds, threads)
+        # candidates are packed once per kernel call: at most _BF16_PACK_BYTES
         c_rows = min(c_block, n_c)
-        c_packed = np.zeros(q_packed.shape[1] * ((c_rows + 31) // 32 * 32), dtype=np.uint32)
-        c_bounds = np.empty((2, c_rows), dtype=np.float64)
+        panel = q_packed.shape[1] * ((c_rows + 31) // 32 * 32)
+        span = c_block * max(1, min(_CALL_BLOCKS, _BF16_PACK_BYTES // (4 * panel)))
+        c_packed = np.zeros(panel * math.ceil(min(span, n_c) / c_block), dtype=np.uint32)
+        c_bounds = np.empty((2, min(span, n_c)), dtype=np.float64)
         c_stage = np.zeros((threads, 16 * q_packed.shape[1]), dtype=np.uint32)
         # each thread's row: the tile, then per query its threshold and masks
         work = np.empty((threads, q_block * c_block + q_block
@@ -186,15 +189,8 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if n_nan:
         raise ValueError("candidates or queries produce NaN scores (NaN or infinity in "
                          "the embeddings, or values too large for the dtype).")
-    # heaps -> sorted rows, best first (ties by smaller index), padded
-    valid = np.arange(stop) < sizes[:, None]
-    keys = np.where(valid, keys, -np.inf)
-    idx = np.where(valid, idx, np.iinfo(np.intp).max)
-    order = np.lexsort((idx, -keys), axis=1)
-    keys = np.take_along_axis(keys, order, axis=1)[:, start:]
-    idx = np.take_along_axis(idx, order, axis=1)[:, start:]
-    pad = idx == np.iinfo(np.intp).max
-    idx[pad] = -1
+    keys, idx = sort_heaps(keys, idx, sizes)  # best first, ties by smaller index, padded
+    keys, idx = keys[:, start:], idx[:, start:]
     scores = -keys if metric == "l2" else keys
     return PairResult(scores, idx)
 
@@ -204,6 +200,9 @@ _NO_LABELS = np.zeros(0, dtype=np.intp)
 # Below this many queries packing the candidates to bfloat16 costs more than the
 # faster dot products save (each candidate block is packed once per call).
 _BF16_MIN_QUERIES = 64
+# Memory for the candidates of one kernel call packed to bfloat16 (16 MiB: 32
+# blocks of 2048 candidates at dim 128).
+_BF16_PACK_BYTES = 16 << 20
 
 
 def _use_bf16(screen, dtype, n_q):

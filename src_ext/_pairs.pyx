@@ -360,9 +360,9 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
 
     Reduced-precision screening (float32 only): ``q_packed`` holds the queries
     packed by :func:`bf16_pack`, ``q_bounds`` their (norm, residual norm, packed
-    norm); ``c_packed`` (at least ceil(d / 2) * round_up(c_block, 32) words) and
-    ``c_bounds`` (2 x c_block) and ``c_stage`` (n_threads x 16 * ceil(d / 2))
-    are scratch for the candidate blocks. Scores are
+    norm); ``c_packed`` (ceil(d / 2) * round_up(c_block, 32) words per block of
+    C), ``c_bounds`` (2 x len(C)) and ``c_stage`` (n_threads x 16 * ceil(d / 2))
+    are scratch for the candidates, packed once per call. Scores are
     then approximated by the bfloat16 micro-kernel, screened with the rounding
     bound, and rescored exactly where they pass.
     """
@@ -389,9 +389,13 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     cdef uint32_t* masks
     if floating is float32_t:
         approx = q_packed is not None
+    cdef intp_t panel = dp * ((min(c_block, n_c) + 31) // 32 * 32)
+    cdef intp_t chunks_per_block = (c_block + 15) // 16
+    cdef intp_t n_chunks = (n_c + c_block - 1) // c_block * chunks_per_block
+    cdef uint32_t* packed = NULL
     if approx and (q_packed.shape[0] != n_q or q_packed.shape[1] != dp
-                   or q_bounds.shape[0] != n_q or c_bounds.shape[1] < min(c_block, n_c)
-                   or c_packed.shape[0] < dp * ((min(c_block, n_c) + 31) // 32 * 32)
+                   or q_bounds.shape[0] != n_q or c_bounds.shape[1] < n_c
+                   or c_packed.shape[0] < panel * ((n_c + c_block - 1) // c_block)
                    or c_stage.shape[0] < n_threads or c_stage.shape[1] < 16 * dp
                    or work.shape[1] < q_block * c_block + q_block
                    + q_block * ((c_block + 31) // 32)):
@@ -399,6 +403,23 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     if n_q == 0 or n_c == 0 or k == 0:
         return 0
     with nogil:
+        if floating is float32_t:
+            if approx:
+                # pack every block of this call at once (one parallel region, not
+                # one per block: each region's join waits for the slowest thread),
+                # 16 candidates per task so that no two threads write the same
+                # cache line of the transposed pairs; block b at b * panel
+                for ch in prange(n_chunks, schedule="static", num_threads=n_threads):
+                    cb = (ch // chunks_per_block) * c_block
+                    r = cb + (ch % chunks_per_block) * 16
+                    c1 = cb + c_block if cb + c_block < n_c else n_c
+                    if r < c1:
+                        r1 = 16 if r + 16 < c1 else c1 - r
+                        hnm_bf16_pack_block(&C[r, 0], d, r1, d,
+                                            &c_packed[(cb // c_block) * panel],
+                                            (c1 - cb + 31) // 32 * 32, r - cb,
+                                            &c_stage[threadid(), 0], dp, &c_bounds[0, r],
+                                            &c_bounds[1, r])
         cb = 0
         while cb < n_c:
             c1 = cb + c_block if cb + c_block < n_c else n_c
@@ -408,18 +429,11 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                 cs_max = c_scale[i] if c_scale[i] > cs_max else cs_max
             if floating is float32_t:
                 if approx:
-                    # pack the block's candidates: 16 per task, so that no two
-                    # threads write the same cache line of the transposed pairs
                     stride = (nb + 31) // 32 * 32
-                    for ch in prange((nb + 15) // 16, schedule="static",
-                                     num_threads=n_threads):
-                        r1 = 16 if ch * 16 + 16 < nb else nb - ch * 16
-                        hnm_bf16_pack_block(&C[cb + ch * 16, 0], d, r1, d, &c_packed[0],
-                                            stride, ch * 16, &c_stage[threadid(), 0], dp,
-                                            &c_bounds[0, ch * 16], &c_bounds[1, ch * 16])
+                    packed = &c_packed[(cb // c_block) * panel]
                     ec_max = 0
                     ct_max = 0
-                    for r in range(nb):
+                    for r in range(cb, c1):
                         ec_max = c_bounds[0, r] if c_bounds[0, r] > ec_max else ec_max
                         ct_max = c_bounds[1, r] if c_bounds[1, r] > ct_max else ct_max
             for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
@@ -438,7 +452,7 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                                                                 cs_max) - _form_delta(
                                     metric, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
                                     cs_max)
-                        hnm_bf16_gemm_screen(&q_packed[q0, 0], &c_packed[0], stride, tile,
+                        hnm_bf16_gemm_screen(&q_packed[q0, 0], packed, stride, tile,
                                              nb, q1 - q0, nb, dp, metric, &c_scale[cb], thr,
                                              masks)
                     else:
