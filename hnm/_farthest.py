@@ -25,6 +25,7 @@ import numpy as np
 from . import _pairs
 from ._threads import resolve_n_jobs
 from ._progress import progress_bar
+from ._ranking import sort_heaps
 from ._validation import as_working, check_int, check_option, check_real_array
 from .pairs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, PairResult, _CALL_BLOCKS,
                     _NO_LABELS, _exclusions, _labels, _scaled, _single_threaded_blas)
@@ -163,20 +164,13 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
             rows = slice(g.start, g.start + g.rows.size)
             valid = np.arange(k) < sizes[rows, None]
             idx[rows] = np.where(valid, g.ids[np.where(valid, idx[rows], 0)], 0)
-    # heaps -> sorted rows, farthest first (ties by smaller index), padded
-    valid = np.arange(k) < sizes[:, None]
-    keys = np.where(valid, keys, -np.inf)
-    idx = np.where(valid, idx, np.iinfo(np.intp).max)
-    srt = np.lexsort((idx, -keys), axis=1)
-    keys = np.take_along_axis(keys, srt, axis=1)
-    idx = np.take_along_axis(idx, srt, axis=1)
+    keys, idx = sort_heaps(keys, idx, sizes)  # farthest first, ties by smaller index, padded
     if metric == "l2":
         with np.errstate(invalid="ignore"):
             scores = np.maximum(2 * (q_half[order][:, None] + keys), 0).astype(dtype)
         scores[~np.isfinite(keys)] = -np.inf
     else:
         scores = 0 - keys  # minus the keys, without turning a zero into -0.0
-    idx[idx == np.iinfo(np.intp).max] = -1
     back = np.empty_like(order)
     back[order] = np.arange(order.size)
     return PairResult(scores[back], idx[back])

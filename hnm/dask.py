@@ -29,7 +29,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from . import pairs as _pairs
 from . import retrieval as _retrieval
 from . import scoring as _scoring
-from .selection import TopK, _check_k_band
+from ._ranking import check_k_band, merge_knn_results
+from .selection import TopK
 from .selection import topk as _topk
 from ._validation import as_csr, check_int, check_option
 
@@ -78,36 +79,6 @@ def from_npy(path, rows_per_block):
     return da.concatenate(blocks, axis=0)
 
 
-def _merge(values, indices, stop, largest):
-    """Best ``stop`` of concatenated candidates along the last axis, padded (NaN, -1)."""
-    keys = values.astype(np.float64)
-    if not largest:
-        keys = -keys
-    pad = indices < 0
-    keys[pad] = -np.inf
-    order_idx = np.where(pad, np.iinfo(np.intp).max, indices)
-    order = np.lexsort((order_idx, -keys), axis=-1)[..., :stop]
-    values = np.take_along_axis(values, order, axis=-1)
-    indices = np.take_along_axis(indices, order, axis=-1)
-    short = indices < 0
-    if short.any():
-        values = values.astype(np.result_type(values.dtype, np.float32))
-        values[short] = np.nan
-    return values, indices
-
-
-def _pad_to(values, indices, stop):
-    """Pad a partial result to ``stop`` columns with (NaN, -1) so parts concatenate."""
-    missing = stop - indices.shape[-1]
-    if missing <= 0:
-        return values, indices
-    shape = indices.shape[:-1] + (missing,)
-    values = np.concatenate(
-        [values.astype(np.result_type(values.dtype, np.float32)), np.full(shape, np.nan)],
-        axis=-1)
-    return values, np.concatenate([indices, np.full(shape, -1, dtype=np.intp)], axis=-1)
-
-
 def _block_flat(block, offsets, shape, stop, largest, nan_policy):
     k = min(stop, block.size)
     values, local = _topk(block, k, largest=largest, nan_policy=nan_policy)
@@ -124,10 +95,9 @@ def _block_rows(block, col_offset, stop, largest, nan_policy):
 
 
 def _combine(parts, stop, largest):
-    parts = [_pad_to(v, i, stop) for v, i in parts]
-    values = np.concatenate([v for v, _ in parts], axis=-1)
-    indices = np.concatenate([i for _, i in parts], axis=-1)
-    return _merge(values, indices, stop, largest)
+    # a short part is padded in float64, as it always was (hnm.topk pads in the
+    # values' own float dtype, so a padded float32 result differs in dtype only)
+    return merge_knn_results(parts, stop, largest, fill_dtype=np.float64)
 
 
 def _tree(parts, stop, largest, split_every):
@@ -180,7 +150,7 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="rais
         if x.ndim != 2 or axis not in (-1, 1):
             raise ValueError("hnm.dask.topk supports axis=None, or axis=-1/1 on a 2-D array.")
     n = x.size if axis is None else x.shape[1]
-    start, stop = _check_k_band(k, band, n)
+    start, stop = check_k_band(k, band, n)
 
     blocks = x.to_delayed()
     offsets = [np.cumsum((0,) + c[:-1]) for c in x.chunks]
@@ -338,7 +308,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
                          f"got shape {Q.shape}.")
     split_every = check_int(split_every, "split_every", min_value=2)
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = _check_k_band(k, band, n_c, "candidates")
+    start, stop = check_k_band(k, band, n_c, "candidates")
     if exclude is None:
         indptr, ids = np.zeros(n_q + 1, dtype=np.intp), np.zeros(0, dtype=np.intp)
     else:

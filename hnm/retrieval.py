@@ -20,6 +20,7 @@ from ._validation import (
     check_real_array,
 )
 from .pairs import _unit_rows, search_hard_pairs
+from ._ranking import check_band
 
 __all__ = ["MinedNegatives", "mine_hard_negatives"]
 
@@ -357,15 +358,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
                          f"{C.shape[1]}.")
     n_q, n_c = Q.shape[0], C.shape[0]
-    try:
-        start, stop = band
-    except (TypeError, ValueError):
-        raise TypeError(f"band must be a (start, stop) pair, got {band!r}.") from None
-    start = check_int(start, "band start", min_value=0)
-    stop = start + num_negatives if stop is None else check_int(stop, "band stop",
-                                                                 min_value=1)
-    if stop <= start:
-        raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
+    start, stop = check_band(band, default_length=num_negatives)
     if num_negatives > stop - start:
         raise ValueError(f"num_negatives={num_negatives} is more than the band "
                          f"({start}, {stop}) holds ({stop - start}).")

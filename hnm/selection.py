@@ -17,6 +17,7 @@ import numpy as np
 from . import _topk
 from ._threads import openmp_max_threads
 from ._progress import progress_bar
+from ._ranking import check_k_band, merge_knn_results
 from sklearn.utils import check_random_state
 
 from ._validation import (
@@ -141,7 +142,7 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         elif axis == 0:
             x = x.T
     n = x.size if axis is None else x.shape[1]
-    start, stop = _check_k_band(k, band, n)
+    start, stop = check_k_band(k, band, n)
 
     wdt = working_dtype(x.dtype)
     sign = wdt.type(1 if largest else -1)
@@ -164,29 +165,6 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     if x.dtype != wdt and not (x.dtype.kind in "biu" and padded.any()):
         keys = keys.astype(x.dtype)  # exact: the conversion was exact
     return TopK(keys, idx)
-
-
-def _check_k_band(k, band, n, what="scores"):
-    """Return the rank window ``(start, stop)`` asked for by ``k`` or ``band``;
-    ``what`` names the ``n`` things ranked in the messages."""
-    if (k is None) == (band is None):
-        raise ValueError("Pass exactly one of k and band.")
-    if k is not None:
-        k = check_int(k, "k", min_value=1)
-        if k > n:
-            raise ValueError(f"k={k} is larger than the number of {what} ({n}).")
-        return 0, k
-    try:
-        start, stop = band
-    except (TypeError, ValueError):
-        raise TypeError(f"band must be a (start, stop) pair, got {band!r}.") from None
-    start = check_int(start, "band start", min_value=0)
-    stop = n if stop is None else check_int(stop, "band stop", min_value=1)
-    if stop > n:
-        raise ValueError(f"band stop={stop} is larger than the number of {what} ({n}).")
-    if start >= stop:
-        raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
-    return start, stop
 
 
 def _n_threads(n_units):
@@ -222,12 +200,8 @@ def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy, bar):
             if n_nan and nan_policy == "raise":
                 break
     # merge the per-thread heaps: best key first, then smaller index
-    keys = np.concatenate([keys[t, :sizes[t]] for t in range(n_threads)])
-    idx = np.concatenate([idx[t, :sizes[t]] for t in range(n_threads)])
-    order = np.lexsort((idx, -keys))[:k]
-    keys, idx = keys[order], idx[order]
-    if keys.size < k:
-        keys, idx = _pad(keys, idx, k)
+    keys, idx = merge_knn_results([(keys[t, :sizes[t]], idx[t, :sizes[t]])
+                                   for t in range(n_threads)], k)
     return keys, idx, n_nan
 
 
@@ -256,13 +230,6 @@ def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
             keys[short] = np.nan
             idx[short] = -1
     return keys, idx, n_nan
-
-
-def _pad(keys, idx, k):
-    """Pad a short flat result to length k with value NaN and index -1."""
-    pad = k - keys.size
-    keys = np.concatenate([keys, np.full(pad, np.nan, dtype=np.result_type(keys, np.float32))])
-    return keys, np.concatenate([idx, np.full(pad, -1, dtype=np.intp)])
 
 
 def _n_noise(noise_fraction, n):

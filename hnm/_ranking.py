@@ -1,0 +1,113 @@
+"""The ranking rule, in one place: which window of ranks is asked for, in which
+order results are listed, and how partial results are merged.
+
+- **Window**: ``k`` (the top ``k``) or ``band=(start, stop)`` (ranks
+  ``start .. stop-1``; ``stop=None`` means "to the end", or a caller's default).
+- **Order**: larger key first, then smaller index; a missing entry (index -1)
+  ranks after every real one. Keys are "larger is better": a caller ranking
+  the smallest values negates them.
+- **Merge**: partial top-k results over disjoint parts of the same items (per
+  thread heaps, per dask block) are merged by that order into one, as faiss's
+  ``merge_knn_results`` merges the shards of an index.
+
+Used by :mod:`hnm.selection`, :mod:`hnm.pairs`, :mod:`hnm._farthest`,
+:mod:`hnm._exact_l2`, :mod:`hnm.retrieval` and :mod:`hnm.dask`.
+"""
+import numpy as np
+
+from ._validation import check_int
+
+# index of a missing entry while sorting: after every real index
+_MISSING = np.iinfo(np.intp).max
+
+
+def check_k_band(k, band, n, what="scores"):
+    """Return the rank window ``(start, stop)`` asked for by ``k`` or ``band``;
+    ``what`` names the ``n`` things ranked in the messages."""
+    if (k is None) == (band is None):
+        raise ValueError("Pass exactly one of k and band.")
+    if k is not None:
+        k = check_int(k, "k", min_value=1)
+        if k > n:
+            raise ValueError(f"k={k} is larger than the number of {what} ({n}).")
+        return 0, k
+    return check_band(band, n, what)
+
+
+def check_band(band, n=None, what="scores", *, default_length=None):
+    """Return ``(start, stop)`` for ``band``. ``stop=None`` means ``n``, or
+    ``start + default_length`` if that is given; with ``n``, a ``stop`` beyond
+    it raises (``what`` names the ``n`` things ranked)."""
+    try:
+        start, stop = band
+    except (TypeError, ValueError):
+        raise TypeError(f"band must be a (start, stop) pair, got {band!r}.") from None
+    start = check_int(start, "band start", min_value=0)
+    if stop is not None:
+        stop = check_int(stop, "band stop", min_value=1)
+    elif default_length is not None:
+        stop = start + default_length
+    else:
+        stop = n
+    if n is not None and stop > n:
+        raise ValueError(f"band stop={stop} is larger than the number of {what} ({n}).")
+    if start >= stop:
+        raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
+    return start, stop
+
+
+def best_first(keys, indices, axis=-1):
+    """The order that lists larger keys first, ties by the smaller index."""
+    return np.lexsort((indices, -keys), axis=axis)
+
+
+def sort_heaps(keys, indices, sizes):
+    """Rows of bounded heaps (the first ``sizes[i]`` entries of row ``i`` are
+    filled) as sorted rows, best first; the unfilled places are padded with key
+    -inf and index -1 at the end of their rows. New arrays."""
+    filled = np.arange(keys.shape[1]) < sizes[:, None]
+    keys = np.where(filled, keys, -np.inf)
+    indices = np.where(filled, indices, _MISSING)
+    order = best_first(keys, indices, axis=1)
+    keys = np.take_along_axis(keys, order, axis=1)
+    indices = np.take_along_axis(indices, order, axis=1)
+    indices[indices == _MISSING] = -1
+    return keys, indices
+
+
+def pad_to(values, indices, k, fill_dtype=None):
+    """Pad a partial result to ``k`` entries along the last axis with value NaN
+    and index -1. The values become floating (at least float32, or the wider of
+    their dtype and ``fill_dtype``)."""
+    missing = k - indices.shape[-1]
+    if missing <= 0:
+        return values, indices
+    shape = indices.shape[:-1] + (missing,)
+    dtype = np.result_type(values.dtype, np.float32)
+    fill = np.full(shape, np.nan, dtype=dtype if fill_dtype is None else fill_dtype)
+    values = np.concatenate([values.astype(dtype), fill], axis=-1)
+    return values, np.concatenate([indices, np.full(shape, -1, dtype=np.intp)], axis=-1)
+
+
+def merge_knn_results(parts, k, largest=True, fill_dtype=None):
+    """Merge partial results ``(values, indices)`` over disjoint items into the
+    best ``k`` along the last axis: by value (descending if ``largest``), then
+    smaller index; entries with index -1 are missing and rank last. A result
+    with fewer than ``k`` real entries is padded with value NaN and index -1
+    (see :func:`pad_to` for the dtype)."""
+    parts = [pad_to(v, i, k, fill_dtype) for v, i in parts]
+    values = np.concatenate([v for v, _ in parts], axis=-1)
+    indices = np.concatenate([i for _, i in parts], axis=-1)
+    keys = values.astype(np.float64)
+    if not largest:
+        keys = -keys
+    missing = indices < 0
+    keys[missing] = -np.inf
+    order = best_first(keys, np.where(missing, _MISSING, indices))[..., :k]
+    values = np.take_along_axis(values, order, axis=-1)
+    indices = np.take_along_axis(indices, order, axis=-1)
+    short = indices < 0
+    if short.any():
+        values = values.astype(np.result_type(values.dtype, np.float32))
+        values[short] = np.nan
+    return values, indices
