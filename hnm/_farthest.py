@@ -15,7 +15,8 @@ Restricting to candidates of the query's own label (the hardest positive of
 metric learning) is done by grouping: the queries of each label are searched
 against that label's candidates only, so no work is spent on the others.
 
-Used by :class:`hnm.NearMiss` (version 2) and the metric-learning miners.
+Used by :func:`hnm._exact_l2.farthest_l2_float64` (NearMiss version 2) and the
+metric-learning miners.
 """
 import math
 from contextlib import nullcontext
@@ -23,14 +24,15 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _pairs
-from ._threads import resolve_n_jobs
+from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
 from ._ranking import sort_heaps
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
+                             _NO_LABELS, _exclusions, _labels, _scaled)
 from ._validation import as_working, check_int, check_option, check_real_array
-from .pairs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, PairResult, _CALL_BLOCKS,
-                    _NO_LABELS, _exclusions, _labels, _scaled, _single_threaded_blas)
+from .pairs import PairResult
 
-__all__ = ["search_farthest", "farthest_l2_float64"]
+__all__ = ["search_farthest"]
 
 
 def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
@@ -262,65 +264,3 @@ def _groups(q_lab, c_lab, same_label, ex_ptr, ex_idx, exclude_self, n_q, n_c):
                              np.full(rows.size, -1, dtype=np.intp), label, ids))
         start += rows.size
     return groups
-
-
-def farthest_l2_float64(queries, candidates, k, *, n_jobs=None, chunk_rows=8192):
-    """Exact float64 Euclidean k farthest candidates, searched in float32.
-
-    The mirror image of :func:`hnm.pairs.nearest_l2_float64`: the blocked search
-    runs in float32 for ``k + 2`` candidates; their distances are computed from
-    the float64 differences, and a bound on the search's rounding error proves,
-    row by row, that no other candidate can be farther than the k-th. Rows
-    without that proof (ties, near-ties) are searched again in float64, and rows
-    still without one are compared with every candidate directly. Returns
-    (distances, indices) of shape (n_queries, k): Euclidean (not squared)
-    distances, farthest first, ties by the smaller index.
-    """
-    Q = np.ascontiguousarray(queries, dtype=np.float64)
-    C = np.ascontiguousarray(candidates, dtype=np.float64)
-    n_q, dim = Q.shape
-    n_c = C.shape[0]
-    k2 = min(k + 2, n_c)
-    n_threads = resolve_n_jobs(n_jobs)
-    q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
-    c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
-    dist = np.empty((n_q, k))
-    idx = np.empty((n_q, k), dtype=np.intp)
-    rows = np.arange(n_q)
-    for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
-        Qr = Q if rows.size == n_q else Q[rows]
-        found = search_farthest(Qr.astype(dtype, copy=False), C.astype(dtype, copy=False),
-                                k2, metric="l2", n_jobs=n_jobs)
-        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2 from
-        # rounding the inputs, the norms and the dot product (the extra column adds
-        # one term); quadrupled for margin
-        err = 4 * (dim + 5) * unit * (q_norm[rows] + c_norm_max) ** 2
-        unproven = []
-        for s in range(0, rows.size, chunk_rows):
-            r = rows[s:s + chunk_rows]
-            ids = found.indices[s:s + chunk_rows]
-            exact = np.empty(ids.shape)
-            _pairs.squared_l2_at(Qr[s:s + chunk_rows], C, ids, exact, n_threads)
-            srt = np.lexsort((ids, -exact), axis=1)
-            exact = np.take_along_axis(exact, srt, axis=1)
-            dist[r] = np.sqrt(exact[:, :k])
-            idx[r] = np.take_along_axis(ids, srt, axis=1)[:, :k]
-            if k2 < n_c:
-                # an outside candidate is at most (k2-th distance searched + err) away
-                ceiling = found.scores[s:s + chunk_rows, -1] + err[s:s + chunk_rows]
-                unproven.append(r[~(ceiling < exact[:, k - 1])])
-        rows = np.concatenate(unproven) if unproven else rows[:0]
-        if not rows.size:
-            return dist, idx
-    # every candidate, compared directly: bounded chunks of rows
-    step = max(1, 2**22 // max(n_c, 1))
-    all_ids = np.arange(n_c)
-    for s in range(0, rows.size, step):
-        r = rows[s:s + step]
-        ids = np.tile(all_ids, (r.size, 1))
-        exact = np.empty(ids.shape)
-        _pairs.squared_l2_at(Q[r], C, ids, exact, n_threads)
-        srt = np.argsort(-exact, axis=1, kind="stable")[:, :k]  # ties: smaller index
-        dist[r] = np.sqrt(np.take_along_axis(exact, srt, axis=1))
-        idx[r] = srt
-    return dist, idx

@@ -30,6 +30,7 @@ from . import pairs as _pairs
 from . import retrieval as _retrieval
 from . import scoring as _scoring
 from ._ranking import check_k_band, merge_knn_results
+from ._search_inputs import _labels, _union_csr
 from .selection import TopK
 from .selection import topk as _topk
 from ._validation import as_csr, check_int, check_option
@@ -316,10 +317,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     if exclude_self:
         if n_q > n_c:
             raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
-        indptr, ids = _retrieval._union_csr(indptr, ids, np.arange(n_q + 1), np.arange(n_q))
+        indptr, ids = _union_csr(indptr, ids, np.arange(n_q + 1), np.arange(n_q))
     q_codes = c_codes = None
     if query_labels is not None or candidate_labels is not None:
-        q_codes, c_codes = _pairs._labels(query_labels, candidate_labels, n_q, n_c)
+        q_codes, c_codes = _labels(query_labels, candidate_labels, n_q, n_c)
     largest = metric != "l2"
     Qd = dask.delayed(Q)
     offsets = np.cumsum((0,) + C.chunks[0][:-1])

@@ -2,7 +2,6 @@
 from collections import namedtuple
 from contextlib import nullcontext
 import math
-import numbers
 import os
 
 import numpy as np
@@ -10,8 +9,10 @@ import numpy as np
 from . import _pairs
 from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
-from ._validation import as_csr, check_int, check_option, check_real_array
+from ._validation import check_int, check_option, check_real_array
 from ._ranking import check_k_band, sort_heaps
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
+                             _NO_LABELS, _exclusions, _labels, _per_query, _scaled)
 
 __all__ = ["PairResult", "search_hard_pairs"]
 
@@ -19,13 +20,6 @@ PairResult = namedtuple("PairResult", ["scores", "indices"])
 PairResult.__doc__ = """Result of :func:`search_hard_pairs`: ``scores`` and candidate
 ``indices`` of shape (n_queries, k), best first."""
 
-# Query rows per GEMM and candidates per GEMM: a 256 x 2048 float32 tile is 2 MiB
-# per thread, large enough for BLAS to run near peak, small enough for cache.
-DEFAULT_QUERY_BLOCK = 256
-DEFAULT_CANDIDATE_BLOCK = 2048
-# Candidates per kernel call (a multiple of the block): bounds the memory of
-# converted blocks and lets progress bars and Ctrl-C in between calls.
-_CALL_BLOCKS = 32
 
 
 def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
@@ -195,7 +189,6 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     return PairResult(scores, idx)
 
 
-_NO_LABELS = np.zeros(0, dtype=np.intp)
 
 # Below this many queries packing the candidates to bfloat16 costs more than the
 # faster dot products save (each candidate block is packed once per call).
@@ -224,150 +217,3 @@ def _use_bf16(screen, dtype, n_q):
                          f"got {env!r}.")
     return (env != "exact" and dtype == np.float32 and n_q >= _BF16_MIN_QUERIES
             and _pairs.bf16_supported())
-
-
-def _scaled(X, metric, metric_code, name):
-    """X and its per-row scales for the kernel, checked: NaN/inf raise; rows whose
-    norms are out of the dtype's safe range are scaled to unit norm for cosine
-    (which does not change a cosine) and raise for ip and l2 (scores overflow)."""
-    scale = np.empty(X.shape[0], dtype=X.dtype)
-    status = _pairs.candidate_scales(X, metric_code, scale)
-    if status == 0:
-        raise ValueError(f"{name} contain NaN or infinity.")
-    if status == 2:
-        if metric != "cosine":
-            raise ValueError(
-                f"{name} have norms so large that {metric} scores overflow {X.dtype}; "
-                "scale the embeddings down" + (" or pass float64" if X.dtype == np.float32
-                                               else "") + ".")
-        X = _unit_rows(X)
-        _pairs.candidate_scales(X, metric_code, scale)
-    return X, scale
-
-
-def _unit_rows(X, chunk_rows=4096):
-    """Rows of X scaled to unit norm without overflow or underflow: divided by their
-    largest magnitude first, in float64 (zero rows stay zero). A new array."""
-    out = np.empty(X.shape, dtype=X.dtype)
-    for s in range(0, X.shape[0], chunk_rows):
-        x = np.array(X[s:s + chunk_rows], dtype=np.float64)
-        m = np.abs(x).max(axis=1, keepdims=True) if x.shape[1] else np.ones((x.shape[0], 1))
-        m[m == 0] = 1
-        x /= m
-        norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
-        norm[norm == 0] = 1
-        out[s:s + chunk_rows] = x / norm
-    return out
-
-
-def _per_query(value, n_q, dtype):
-    if value is None:
-        return np.full(n_q, np.inf, dtype=dtype)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if np.isnan(value):
-            raise ValueError("max_score must not be NaN.")
-        return np.full(n_q, value, dtype=dtype)
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf" or arr.shape != (n_q,):
-        raise ValueError(f"max_score must be a number or an array of shape ({n_q},).")
-    if np.isnan(arr).any():
-        raise ValueError("max_score must not be NaN.")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _exclusions(exclude, n_q, n_c):
-    """CSR (indptr, ids sorted per row); a dummy id keeps the kernel's pointer valid."""
-    if exclude is None:
-        return np.zeros(n_q + 1, dtype=np.intp), np.zeros(1, dtype=np.intp)
-    indptr, ids = as_csr(exclude, n_q, n_c, "exclude")
-    row = np.repeat(np.arange(n_q), np.diff(indptr))
-    ids = ids[np.lexsort((ids, row))]  # the kernel binary-searches each row
-    return indptr, np.concatenate([ids, [0]]).astype(np.intp)
-
-
-def _labels(query_labels, candidate_labels, n_q, n_c):
-    if query_labels is None and candidate_labels is None:
-        return np.full(n_q, -1, dtype=np.intp), None
-    if query_labels is None or candidate_labels is None:
-        raise ValueError("Pass both query_labels and candidate_labels, or neither.")
-    ql = np.asarray(query_labels)
-    cl = np.asarray(candidate_labels)
-    if ql.shape != (n_q,) or cl.shape != (n_c,):
-        raise ValueError(f"query_labels must have shape ({n_q},) and candidate_labels "
-                         f"({n_c},); got {ql.shape} and {cl.shape}.")
-    try:
-        uniq, codes = np.unique(np.concatenate([ql, cl]), return_inverse=True)
-    except TypeError as exc:  # mixed types, None among strings, ...
-        raise TypeError("query_labels and candidate_labels must hold labels of one "
-                        f"comparable type; {exc}") from None
-    codes = codes.astype(np.intp)
-    return codes[:n_q], codes[n_q:]
-
-
-def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=None,
-                       chunk_rows=8192):
-    """Exact float64 Euclidean k nearest neighbours, searched in float32.
-
-    The blocked search runs in float32 (twice the GEMM speed) for ``k + 2``
-    candidates; their distances are then computed from the float64 differences
-    (no cancellation) and a rigorous bound on the search's rounding error proves,
-    row by row, that no candidate outside them can be nearer than the k-th. Rows
-    without that proof are searched again in float64 the same way; rows still
-    without one (ties, or near-ties below float64 resolution of the GEMM form) are
-    compared with every candidate directly. Returns (distances, indices) of shape
-    (n_queries, k): Euclidean (not squared) distances, nearest first, ties by the
-    smaller index.
-    """
-    Q = np.ascontiguousarray(queries, dtype=np.float64)
-    C = np.ascontiguousarray(candidates, dtype=np.float64)
-    n_q, dim = Q.shape
-    n_c = C.shape[0]
-    n_avail = n_c - int(exclude_self)
-    # two spare candidates: with more, the float32 heaps take more entries (on
-    # 200,000 x 50, k=3: k + 8 took 1.78 s, k + 2 1.43 s, k + 1 re-searched 336 rows)
-    k2 = min(k + 2, n_avail)
-    n_threads = resolve_n_jobs(n_jobs)
-    q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
-    c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
-    dist = np.empty((n_q, k))
-    idx = np.empty((n_q, k), dtype=np.intp)
-    rows = np.arange(n_q)
-    for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
-        Qr = Q if rows.size == n_q else Q[rows]
-        found = search_hard_pairs(Qr.astype(dtype, copy=False), C.astype(dtype, copy=False),
-                                  k2, metric="l2", n_jobs=n_jobs,
-                                  exclude=rows if exclude_self else None)
-        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2, from
-        # rounding the inputs, the two norms and the dot product; doubled for margin
-        err = 2 * (dim + 4) * unit * (q_norm[rows] + c_norm_max) ** 2
-        unproven = []
-        for s in range(0, rows.size, chunk_rows):
-            r = rows[s:s + chunk_rows]
-            ids = found.indices[s:s + chunk_rows]
-            exact = np.empty(ids.shape)
-            _pairs.squared_l2_at(Qr[s:s + chunk_rows], C, ids, exact, n_threads)
-            order = np.lexsort((ids, exact), axis=1)
-            exact = np.take_along_axis(exact, order, axis=1)
-            dist[r] = np.sqrt(exact[:, :k])
-            idx[r] = np.take_along_axis(ids, order, axis=1)[:, :k]
-            if k2 < n_avail:
-                # an outside candidate is at least (k2-th distance searched - err) away
-                floor = found.scores[s:s + chunk_rows, -1] - err[s:s + chunk_rows]
-                unproven.append(r[~(floor > exact[:, k - 1])])
-        rows = np.concatenate(unproven) if unproven else rows[:0]
-        if not rows.size:
-            return dist, idx
-    # every candidate, compared directly: bounded chunks of rows
-    step = max(1, 2**22 // max(n_c, 1))
-    all_ids = np.arange(n_c)
-    for s in range(0, rows.size, step):
-        r = rows[s:s + step]
-        ids = np.tile(all_ids, (r.size, 1))
-        exact = np.empty(ids.shape)
-        _pairs.squared_l2_at(Q[r], C, ids, exact, n_threads)
-        if exclude_self:
-            exact[np.arange(r.size), r] = np.inf
-        order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # ties: smaller index
-        dist[r] = np.sqrt(np.take_along_axis(exact, order, axis=1))
-        idx[r] = order
-    return dist, idx

@@ -19,8 +19,9 @@ from ._validation import (
     check_real,
     check_real_array,
 )
-from .pairs import _unit_rows, search_hard_pairs
+from .pairs import search_hard_pairs
 from ._ranking import check_band
+from ._search_inputs import _union_csr, _unit_rows
 
 __all__ = ["MinedNegatives", "mine_hard_negatives"]
 
@@ -485,19 +486,6 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         if row_positive is not None:
             result.positive = result.positive + query_offset
     return result
-
-
-def _union_csr(p1, i1, p2, i2):
-    n = p1.size - 1
-    rows = np.concatenate([np.repeat(np.arange(n), np.diff(p1)),
-                           np.repeat(np.arange(n), np.diff(p2))])
-    ids = np.concatenate([i1, i2])
-    order = np.lexsort((ids, rows))
-    rows, ids = rows[order], ids[order]
-    keep = np.ones(ids.size, dtype=bool)
-    keep[1:] = (rows[1:] != rows[:-1]) | (ids[1:] != ids[:-1])
-    rows, ids = rows[keep], ids[keep]
-    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]), ids
 
 
 def _search(search, Q, k, metric, exclude, cap):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from hnm._farthest import farthest_l2_float64, search_farthest
+from hnm._exact_l2 import farthest_l2_float64
+from hnm._farthest import search_farthest
 
 
 def closeness(Q, C, metric):

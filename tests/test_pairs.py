@@ -206,7 +206,7 @@ def test_top_level_names():
 def test_nearest_l2_float64_is_exact(n_q, n_c, dim, k, grid, exclude_self, seed):
     # float32 search + float64 refinement == float64 brute force, ties by the smaller
     # index; integer grids tie often, so rows go through the re-search as well
-    from hnm.pairs import nearest_l2_float64
+    from hnm._exact_l2 import nearest_l2_float64
     rng = np.random.default_rng(seed)
     C = rng.standard_normal((n_c, dim)) * 10
     if grid is not None:
