@@ -9,8 +9,7 @@ from scipy import sparse
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from ._farthest import farthest_l2_float64
-from .pairs import nearest_l2_float64
+from ._exact_l2 import farthest_l2_float64, nearest_l2_float64
 
 __all__ = ["NearMiss"]
 
