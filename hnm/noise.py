@@ -38,6 +38,16 @@ counts : ndarray of int, shape (n_labels,)
     Estimated number of label issues among the examples given each label.
 labels : ndarray of shape (n_labels,)
     The labels ``counts`` refers to, in order.
+
+Examples
+--------
+>>> import numpy as np
+>>> from hnm.noise import find_label_issues
+>>> y = np.array([0, 0, 0, 1, 1, 0])
+>>> p1 = np.array([0.1, 0.2, 0.1, 0.8, 0.9, 0.95])
+>>> indices, scores, counts, labels = find_label_issues(y, np.column_stack([1 - p1, p1]))
+>>> indices.tolist(), counts.tolist(), labels.tolist()
+([5], [1, 0], [0, 1])
 """
 
 # Self-confidence thresholds are compared with this slack, so that an example
