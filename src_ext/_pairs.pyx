@@ -8,6 +8,7 @@ product, the cosine, or minus the squared Euclidean distance (clamped at 0).
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, fabs, INFINITY
+from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -28,6 +29,13 @@ cdef extern from "_bf16.h" nogil:
                               Py_ssize_t dp, int metric, const float* cs, const float* thr,
                               uint32_t* masks) noexcept
     int __builtin_ctz(unsigned int x) noexcept
+
+# Fraction of a call's scores rescored exactly above which the bfloat16 screen
+# stops paying (a rescore costs ~30 GEMM scores): the call goes on in fp32.
+cdef double _MAX_RESCORED = 0.01
+# (scores rescored, scores screened in bfloat16) by the last search_update call of
+# this process, for tests and benchmarks
+_last_screen = (0, 0)
 
 cdef enum:
     IP = 0
@@ -133,6 +141,7 @@ cdef struct Rescore:
     const void* q        # the query's row (the input dtype)
     const void* c        # the block's first candidate row, row-major
     intp_t d
+    intp_t* rescored     # this thread's count of rescored scores
 
 
 cdef inline double _delta(const double[:, ::1] q_bounds, intp_t i, double ec_max,
@@ -151,13 +160,14 @@ cdef inline double _form_delta(int metric, double delta, double cs_max) noexcept
 
 
 cdef inline Rescore _rescore_state(bint approx, double delta, const void* q, const void* c,
-                                   intp_t d) noexcept nogil:
+                                   intp_t d, intp_t* rescored) noexcept nogil:
     cdef Rescore rs
     rs.approx = approx
     rs.delta = delta
     rs.q = q
     rs.c = c
     rs.d = d
+    rs.rescored = rescored
     return rs
 
 
@@ -167,6 +177,7 @@ cdef inline void _rescore(floating* dots, intp_t j, intp_t end, const Rescore* r
     cdef const floating* c
     cdef intp_t jj, t
     cdef double s
+    rs.rescored[0] += end - j
     for jj in range(j, end):
         c = <const floating*> rs.c + jj * rs.d
         s = 0
@@ -393,6 +404,8 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     cdef intp_t chunks_per_block = (c_block + 15) // 16
     cdef intp_t n_chunks = (n_c + c_block - 1) // c_block * chunks_per_block
     cdef uint32_t* packed = NULL
+    cdef intp_t* rescored
+    cdef intp_t n_rescored, n_screened = 0, total_rescored = 0
     if approx and (q_packed.shape[0] != n_q or q_packed.shape[1] != dp
                    or q_bounds.shape[0] != n_q or c_bounds.shape[1] < n_c
                    or c_packed.shape[0] < panel * ((n_c + c_block - 1) // c_block)
@@ -402,6 +415,9 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
         raise ValueError("bf16 screening buffers do not match the blocks")
     if n_q == 0 or n_c == 0 or k == 0:
         return 0
+    rescored = <intp_t*> calloc(n_threads, sizeof(intp_t))
+    if rescored == NULL:
+        raise MemoryError()
     with nogil:
         if floating is float32_t:
             if approx:
@@ -465,7 +481,7 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                         # privatises assigned variables, not assigned fields)
                         rs = _rescore_state(
                             True, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
-                            &Q[i, 0], &C[cb, 0], d)
+                            &Q[i, 0], &C[cb, 0], d, &rescored[tid])
                         n_nan += _screen_masked(
                             tile + (i - q0) * nb, masks + (i - q0) * ((nb + 31) // 32), nb,
                             c_offset + cb, i, metric, q_scale[i], &c_scale[cb], cs_max,
@@ -474,14 +490,32 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                             &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
                             &sizes[i], k, &rs)
                         continue
-                    rs = _rescore_state(False, 0, NULL, NULL, d)
+                    rs = _rescore_state(False, 0, NULL, NULL, d, NULL)
                     n_nan += _screen_row(
                         tile + (i - q0) * nb, nb, c_offset + cb, i, metric, q_scale[i],
                         &c_scale[cb], cs_max, cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
                         exclude_self, q_labels[i] if use_labels else -1,
                         &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
                         &sizes[i], k, &rs)
+            if floating is float32_t:
+                if approx:
+                    # where many scores lie within the bound of the heap roots (dense
+                    # neighbourhoods, few candidates) the rescores cost more than the
+                    # bfloat16 GEMM saves: the rest of the call takes the fp32 GEMM
+                    # judged block by block, after the heaps' first block (which
+                    # fills them and rescores whatever enters)
+                    n_rescored = 0
+                    for r in range(n_threads):
+                        n_rescored = n_rescored + rescored[r]
+                        total_rescored = total_rescored + rescored[r]
+                        rescored[r] = 0
+                    n_screened = n_screened + n_q * nb
+                    if c_offset + cb > 0 and n_rescored > _MAX_RESCORED * n_q * nb:
+                        approx = False
             cb = c1
+    free(rescored)
+    global _last_screen
+    _last_screen = (total_rescored, n_screened)
     return n_nan
 
 

@@ -94,6 +94,25 @@ def test_bf16_orders_near_ties_below_bfloat16_resolution_exactly(metric):
 
 
 @needs_bf16
+def test_bf16_rescores_few_scores_on_embeddings_and_gives_up_on_dense_ones():
+    rng = np.random.default_rng(1)
+    C = rng.standard_normal((70000, 64)).astype(np.float32)
+    Q = rng.standard_normal((100, 64)).astype(np.float32)
+    search_hard_pairs(Q, C, 10, screen="bf16")
+    rescored, screened = _pairs._last_screen
+    assert 0 < rescored < 0.001 * screened
+    # a dense neighbourhood: every score within the bound of the roots
+    Cd = (np.ones((70000, 64)) + 1e-4 * rng.standard_normal((70000, 64))).astype(np.float32)
+    got = search_hard_pairs(Q, Cd, 10, screen="bf16", block_size=4096)
+    rescored, screened = _pairs._last_screen
+    assert screened <= 2 * 4096 * 100  # gave up after the second block
+    exact = search_hard_pairs(Q, Cd, 10, screen="exact", block_size=4096)
+    ref, S = reference(Q, Cd, 0, 10, "cosine")
+    assert_quasi_equal(got, ref, S, rtol=1e-6, atol=1e-6)
+    assert_quasi_equal(exact, ref, S, rtol=1e-6, atol=1e-6)
+
+
+@needs_bf16
 def test_bf16_equals_exact_path_on_embeddings(as_memmap):
     rng = np.random.default_rng(0)
     C = rng.standard_normal((20000, 96)).astype(np.float32)
@@ -111,7 +130,9 @@ def test_auto_screen_follows_the_cpu_and_the_environment(monkeypatch):
     monkeypatch.delenv("HNM_SCREEN", raising=False)
     supported = _pairs.bf16_supported()
     assert _use_bf16("auto", np.float32, 1000) == supported
+    assert _use_bf16("auto", np.float32, 1000, 10**6) == supported
     assert not _use_bf16("auto", np.float32, 10)  # packing would cost more than it saves
+    assert not _use_bf16("auto", np.float32, 1000, 5000)  # heaps too loose for the bound
     assert not _use_bf16("auto", np.float64, 1000)
     assert not _use_bf16("exact", np.float32, 1000)
     monkeypatch.setenv("HNM_SCREEN", "exact")
