@@ -33,6 +33,25 @@ def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=Non
     (n_queries, k): Euclidean (not squared) distances, nearest first, ties by the
     smaller index.
     """
+    return _exact_l2(queries, candidates, k, False, exclude_self, n_jobs, chunk_rows)
+
+
+def farthest_l2_float64(queries, candidates, k, *, n_jobs=None, chunk_rows=8192):
+    """Exact float64 Euclidean k farthest candidates, searched in float32.
+
+    The mirror image of :func:`nearest_l2_float64`: the blocked search
+    runs in float32 for ``k + 2`` candidates; their distances are computed from
+    the float64 differences, and a bound on the search's rounding error proves,
+    row by row, that no other candidate can be farther than the k-th. Rows
+    without that proof (ties, near-ties) are searched again in float64, and rows
+    still without one are compared with every candidate directly. Returns
+    (distances, indices) of shape (n_queries, k): Euclidean (not squared)
+    distances, farthest first, ties by the smaller index.
+    """
+    return _exact_l2(queries, candidates, k, True, False, n_jobs, chunk_rows)
+
+
+def _exact_l2(queries, candidates, k, farthest, exclude_self, n_jobs, chunk_rows):
     Q = np.ascontiguousarray(queries, dtype=np.float64)
     C = np.ascontiguousarray(candidates, dtype=np.float64)
     n_q, dim = Q.shape
@@ -49,26 +68,36 @@ def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=Non
     rows = np.arange(n_q)
     for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
         Qr = Q if rows.size == n_q else Q[rows]
-        found = search_hard_pairs(Qr.astype(dtype, copy=False), C.astype(dtype, copy=False),
-                                  k2, metric="l2", n_jobs=n_jobs,
-                                  exclude=rows if exclude_self else None)
+        Qd, Cd = Qr.astype(dtype, copy=False), C.astype(dtype, copy=False)
         # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2, from
         # rounding the inputs, the two norms and the dot product; doubled for margin
-        err = 2 * (dim + 4) * unit * (q_norm[rows] + c_norm_max) ** 2
+        # (farthest: the extra column of the turned search adds one term; quadrupled)
+        if farthest:
+            found = search_farthest(Qd, Cd, k2, metric="l2", n_jobs=n_jobs)
+            err = 4 * (dim + 5) * unit * (q_norm[rows] + c_norm_max) ** 2
+        else:
+            found = search_hard_pairs(Qd, Cd, k2, metric="l2", n_jobs=n_jobs,
+                                      exclude=rows if exclude_self else None)
+            err = 2 * (dim + 4) * unit * (q_norm[rows] + c_norm_max) ** 2
         unproven = []
         for s in range(0, rows.size, chunk_rows):
             r = rows[s:s + chunk_rows]
             ids = found.indices[s:s + chunk_rows]
             exact = np.empty(ids.shape)
             _pairs.squared_l2_at(Qr[s:s + chunk_rows], C, ids, exact, n_threads)
-            order = best_first(-exact, ids, axis=1)  # nearest first, ties: smaller index
+            order = best_first(exact if farthest else -exact, ids, axis=1)
             exact = np.take_along_axis(exact, order, axis=1)
             dist[r] = np.sqrt(exact[:, :k])
             idx[r] = np.take_along_axis(ids, order, axis=1)[:, :k]
             if k2 < n_avail:
-                # an outside candidate is at least (k2-th distance searched - err) away
-                floor = found.scores[s:s + chunk_rows, -1] - err[s:s + chunk_rows]
-                unproven.append(r[~(floor > exact[:, k - 1])])
+                # an outside candidate is at most (farthest) or at least (nearest)
+                # the k2-th distance searched, give or take err
+                last = found.scores[s:s + chunk_rows, -1]
+                if farthest:
+                    proven = last + err[s:s + chunk_rows] < exact[:, k - 1]
+                else:
+                    proven = last - err[s:s + chunk_rows] > exact[:, k - 1]
+                unproven.append(r[~proven])
         rows = np.concatenate(unproven) if unproven else rows[:0]
         if not rows.size:
             return dist, idx
@@ -82,69 +111,8 @@ def nearest_l2_float64(queries, candidates, k, *, exclude_self=False, n_jobs=Non
         _pairs.squared_l2_at(Q[r], C, ids, exact, n_threads)
         if exclude_self:
             exact[np.arange(r.size), r] = np.inf
-        order = np.argsort(exact, axis=1, kind="stable")[:, :k]  # ties: smaller index
+        # ties: smaller index
+        order = np.argsort(-exact if farthest else exact, axis=1, kind="stable")[:, :k]
         dist[r] = np.sqrt(np.take_along_axis(exact, order, axis=1))
         idx[r] = order
-    return dist, idx
-
-
-def farthest_l2_float64(queries, candidates, k, *, n_jobs=None, chunk_rows=8192):
-    """Exact float64 Euclidean k farthest candidates, searched in float32.
-
-    The mirror image of :func:`nearest_l2_float64`: the blocked search
-    runs in float32 for ``k + 2`` candidates; their distances are computed from
-    the float64 differences, and a bound on the search's rounding error proves,
-    row by row, that no other candidate can be farther than the k-th. Rows
-    without that proof (ties, near-ties) are searched again in float64, and rows
-    still without one are compared with every candidate directly. Returns
-    (distances, indices) of shape (n_queries, k): Euclidean (not squared)
-    distances, farthest first, ties by the smaller index.
-    """
-    Q = np.ascontiguousarray(queries, dtype=np.float64)
-    C = np.ascontiguousarray(candidates, dtype=np.float64)
-    n_q, dim = Q.shape
-    n_c = C.shape[0]
-    k2 = min(k + 2, n_c)
-    n_threads = resolve_n_jobs(n_jobs)
-    q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
-    c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
-    dist = np.empty((n_q, k))
-    idx = np.empty((n_q, k), dtype=np.intp)
-    rows = np.arange(n_q)
-    for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
-        Qr = Q if rows.size == n_q else Q[rows]
-        found = search_farthest(Qr.astype(dtype, copy=False), C.astype(dtype, copy=False),
-                                k2, metric="l2", n_jobs=n_jobs)
-        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2 from
-        # rounding the inputs, the norms and the dot product (the extra column adds
-        # one term); quadrupled for margin
-        err = 4 * (dim + 5) * unit * (q_norm[rows] + c_norm_max) ** 2
-        unproven = []
-        for s in range(0, rows.size, chunk_rows):
-            r = rows[s:s + chunk_rows]
-            ids = found.indices[s:s + chunk_rows]
-            exact = np.empty(ids.shape)
-            _pairs.squared_l2_at(Qr[s:s + chunk_rows], C, ids, exact, n_threads)
-            srt = best_first(exact, ids, axis=1)  # farthest first, ties: smaller index
-            exact = np.take_along_axis(exact, srt, axis=1)
-            dist[r] = np.sqrt(exact[:, :k])
-            idx[r] = np.take_along_axis(ids, srt, axis=1)[:, :k]
-            if k2 < n_c:
-                # an outside candidate is at most (k2-th distance searched + err) away
-                ceiling = found.scores[s:s + chunk_rows, -1] + err[s:s + chunk_rows]
-                unproven.append(r[~(ceiling < exact[:, k - 1])])
-        rows = np.concatenate(unproven) if unproven else rows[:0]
-        if not rows.size:
-            return dist, idx
-    # every candidate, compared directly: bounded chunks of rows
-    step = max(1, 2**22 // max(n_c, 1))
-    all_ids = np.arange(n_c)
-    for s in range(0, rows.size, step):
-        r = rows[s:s + step]
-        ids = np.tile(all_ids, (r.size, 1))
-        exact = np.empty(ids.shape)
-        _pairs.squared_l2_at(Q[r], C, ids, exact, n_threads)
-        srt = np.argsort(-exact, axis=1, kind="stable")[:, :k]  # ties: smaller index
-        dist[r] = np.sqrt(np.take_along_axis(exact, srt, axis=1))
-        idx[r] = srt
     return dist, idx

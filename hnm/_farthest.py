@@ -28,8 +28,8 @@ from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_b
 from ._progress import progress_bar
 from ._ranking import sort_heaps
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
-                             _NO_LABELS, _exclusions, _labels, _scaled)
-from ._validation import as_working, check_int, check_option, check_real_array
+                             _NO_LABELS, _check_search, _exclusions, _labels, _scaled)
+from ._validation import as_working, check_int
 from .pairs import PairResult
 
 __all__ = ["search_farthest"]
@@ -101,14 +101,7 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
     ...                 candidate_labels=labels, same_label=True).indices.ravel()
     array([ 3,  3, -1,  1])
     """
-    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
-    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
-    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
-    if Q.shape[1] != C.shape[1]:
-        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
-                         f"{C.shape[1]}.")
-    if Q.shape[1] == 0:
-        raise ValueError("queries and candidates need at least one dimension.")
+    metric, Q, C = _check_search(metric, queries, candidates)
     n_q, n_c = Q.shape[0], C.shape[0]
     k = check_int(k, "k", min_value=1)
     if k > n_c:

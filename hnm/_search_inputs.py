@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from . import _pairs
-from ._validation import as_csr
+from ._validation import as_csr, check_option, check_real_array
 
 # Query rows per GEMM and candidates per GEMM: a 256 x 2048 float32 tile is 2 MiB
 # per thread, large enough for BLAS to run near peak, small enough for cache.
@@ -19,6 +19,20 @@ DEFAULT_CANDIDATE_BLOCK = 2048
 _CALL_BLOCKS = 32
 
 _NO_LABELS = np.zeros(0, dtype=np.intp)
+
+
+def _check_search(metric, queries, candidates):
+    """The metric and the two embedding matrices of a search, checked:
+    (metric, queries, candidates)."""
+    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
+    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
+    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
+    if Q.shape[1] != C.shape[1]:
+        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
+                         f"{C.shape[1]}.")
+    if Q.shape[1] == 0:
+        raise ValueError("queries and candidates need at least one dimension.")
+    return metric, Q, C
 
 
 def _scaled(X, metric, metric_code, name):

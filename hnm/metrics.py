@@ -8,6 +8,7 @@ region where the model makes its decisions. Both functions return plain records
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from ._ranking import best_first
 from ._validation import (
     check_finite_1d,
     check_label_present,
@@ -337,7 +338,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     me, ve = _moments(X, easy, scale)
     hard_pos, hard_easy, easy_pos = _smd(mh, vh, mp, vp), _smd(mh, vh, me, ve), _smd(me, ve, mp, vp)
     confusability = np.abs(easy_pos) - np.abs(hard_pos)
-    order = np.lexsort((np.arange(n_features), -confusability))[:top]
+    order = best_first(confusability, np.arange(n_features))[:top]
     records = [{"feature": str(feature_names[j]),
                 "smd_hard_vs_pos": float(hard_pos[j]),
                 "smd_hard_vs_easy": float(hard_easy[j]),

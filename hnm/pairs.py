@@ -9,10 +9,11 @@ import numpy as np
 from . import _pairs
 from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
-from ._validation import check_int, check_option, check_real_array
+from ._validation import check_int, check_option
 from ._ranking import check_k_band, sort_heaps
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
-                             _NO_LABELS, _exclusions, _labels, _per_query, _scaled)
+                             _NO_LABELS, _check_search, _exclusions, _labels, _per_query,
+                             _scaled)
 
 __all__ = ["PairResult", "search_hard_pairs"]
 
@@ -113,14 +114,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         from ._checkpoint import run_checkpointed
 
         return run_checkpointed(search_hard_pairs, checkpoint, locals())
-    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
-    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
-    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
-    if Q.shape[1] != C.shape[1]:
-        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
-                         f"{C.shape[1]}.")
-    if Q.shape[1] == 0:
-        raise ValueError("queries and candidates need at least one dimension.")
+    metric, Q, C = _check_search(metric, queries, candidates)
     n_q, n_c = Q.shape[0], C.shape[0]
     start, stop = check_k_band(k, band, n_c, "candidates")
     if not isinstance(exclude_self, (bool, np.bool_)):

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from ._progress import progress_bar
+from ._ranking import best_first
 from ._validation import check_int, check_option
 from .pairs import search_hard_pairs
 
@@ -421,8 +422,8 @@ def _member(ids, sets):
 
 def _ranked(ids, s, keep, width):
     """Kept candidates closest first (ties by the smaller id), the first ``width``."""
-    big = np.iinfo(np.intp).max
-    order = np.lexsort((np.where(keep, ids, big), np.where(keep, -s, np.inf)), axis=1)
+    big = np.iinfo(np.intp).max  # the dropped rank after every kept candidate
+    order = best_first(np.where(keep, s, -np.inf), np.where(keep, ids, big), axis=1)
     order = order[:, :width]
     kept = np.take_along_axis(keep, order, axis=1)
     out_ids = np.where(kept, np.take_along_axis(ids, order, axis=1), -1)
