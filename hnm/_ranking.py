@@ -3,6 +3,8 @@ order results are listed, and how partial results are merged.
 
 - **Window**: ``k`` (the top ``k``) or ``band=(start, stop)`` (ranks
   ``start .. stop-1``; ``stop=None`` means "to the end", or a caller's default).
+- **Noise guard**: the hardest ``floor(noise_fraction * n)`` are skipped as
+  likely label noise, so the window starts after them.
 - **Order**: larger key first, then smaller index; a missing entry (index -1)
   ranks after every real one. Keys are "larger is better": a caller ranking
   the smallest values negates them.
@@ -15,7 +17,7 @@ Used by :mod:`hnm.selection`, :mod:`hnm.pairs`, :mod:`hnm._farthest`,
 """
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_fraction, check_int
 
 # index of a missing entry while sorting: after every real index
 _MISSING = np.iinfo(np.intp).max
@@ -54,6 +56,13 @@ def check_band(band, n=None, what="scores", *, default_length=None):
     if start >= stop:
         raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
     return start, stop
+
+
+def n_noise(noise_fraction, n):
+    """How many of the ``n`` hardest examples the noise guard drops first (the
+    start of the window it leaves): ``floor(noise_fraction * n)``."""
+    q = check_fraction(noise_fraction, "noise_fraction", low_open=False, high_open=True)
+    return int(q * n)
 
 
 def best_first(keys, indices, axis=-1):

@@ -17,7 +17,7 @@ import numpy as np
 from . import _topk
 from ._threads import openmp_max_threads
 from ._progress import progress_bar
-from ._ranking import check_k_band, merge_knn_results
+from ._ranking import check_k_band, merge_knn_results, n_noise as _n_noise
 from sklearn.utils import check_random_state
 
 from ._validation import (
@@ -230,12 +230,6 @@ def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
             keys[short] = np.nan
             idx[short] = -1
     return keys, idx, n_nan
-
-
-def _n_noise(noise_fraction, n):
-    """How many of the hardest examples the noise guard drops: floor(q * n)."""
-    q = check_fraction(noise_fraction, "noise_fraction", low_open=False, high_open=True)
-    return int(q * n)
 
 
 def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
