@@ -26,7 +26,8 @@ from ._exact_l2 import nearest_l2_float64
 from .pairs import search_hard_pairs
 from .scoring import MEASURES, difficulty as _difficulty
 from ._validation import check_finite_1d
-from .selection import _n_noise, blend_easy, sample_by_difficulty, select_hardest, topk
+from ._ranking import n_noise as _n_noise
+from .selection import blend_easy, sample_by_difficulty, select_hardest, topk
 
 __all__ = ["HardNegativeResampler", "ResampledClassifier"]
 
