@@ -405,7 +405,13 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     cdef intp_t n_chunks = (n_c + c_block - 1) // c_block * chunks_per_block
     cdef uint32_t* packed = NULL
     cdef intp_t* rescored
-    cdef intp_t n_rescored, n_screened = 0, total_rescored = 0
+    cdef intp_t n_screened = 0, total_rescored = 0, n_blocks, bi
+    cdef intp_t* total
+    cdef intp_t* screened
+    cdef double* blk_ec
+    cdef double* blk_ct
+    cdef double* blk_cs
+    cdef bint use_approx
     if approx and (q_packed.shape[0] != n_q or q_packed.shape[1] != dp
                    or q_bounds.shape[0] != n_q or c_bounds.shape[1] < n_c
                    or c_packed.shape[0] < panel * ((n_c + c_block - 1) // c_block)
@@ -415,9 +421,19 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
         raise ValueError("bf16 screening buffers do not match the blocks")
     if n_q == 0 or n_c == 0 or k == 0:
         return 0
-    rescored = <intp_t*> calloc(n_threads, sizeof(intp_t))
-    if rescored == NULL:
+    n_blocks = (n_c + c_block - 1) // c_block
+    # per thread: rescored in this block, in all, and scores screened; then per
+    # block: the largest candidate scale and bfloat16 error terms
+    rescored = <intp_t*> calloc(3 * n_threads, sizeof(intp_t))
+    blk_ec = <double*> calloc(3 * n_blocks, sizeof(double))
+    if rescored == NULL or blk_ec == NULL:
+        free(rescored)
+        free(blk_ec)
         raise MemoryError()
+    total = rescored + n_threads
+    screened = rescored + 2 * n_threads
+    blk_ct = blk_ec + n_blocks
+    blk_cs = blk_ct + n_blocks
     with nogil:
         if floating is float32_t:
             if approx:
@@ -436,29 +452,37 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                                             (c1 - cb + 31) // 32 * 32, r - cb,
                                             &c_stage[threadid(), 0], dp, &c_bounds[0, r],
                                             &c_bounds[1, r])
-        cb = 0
-        while cb < n_c:
+        # per block: the largest candidate scale and bfloat16 error terms
+        for bi in range(n_blocks):
+            cb = bi * c_block
             c1 = cb + c_block if cb + c_block < n_c else n_c
-            nb = c1 - cb
-            cs_max = 0
+            blk_cs[bi] = 0
             for i in range(cb, c1):
-                cs_max = c_scale[i] if c_scale[i] > cs_max else cs_max
-            if floating is float32_t:
-                if approx:
-                    stride = (nb + 31) // 32 * 32
-                    packed = &c_packed[(cb // c_block) * panel]
-                    ec_max = 0
-                    ct_max = 0
-                    for r in range(cb, c1):
-                        ec_max = c_bounds[0, r] if c_bounds[0, r] > ec_max else ec_max
-                        ct_max = c_bounds[1, r] if c_bounds[1, r] > ct_max else ct_max
-            for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
-                tid = threadid()
-                tile = &work[tid, 0]
-                q0 = qb * q_block
-                q1 = q0 + q_block if q0 + q_block < n_q else n_q
+                blk_cs[bi] = c_scale[i] if c_scale[i] > blk_cs[bi] else blk_cs[bi]
+            blk_ec[bi] = 0
+            blk_ct[bi] = 0
+            if approx:
+                for r in range(cb, c1):
+                    blk_ec[bi] = c_bounds[0, r] if c_bounds[0, r] > blk_ec[bi] else blk_ec[bi]
+                    blk_ct[bi] = c_bounds[1, r] if c_bounds[1, r] > blk_ct[bi] else blk_ct[bi]
+        # each thread takes a tile of queries through every block of the call: one
+        # join per call (a join per block waits for the slowest thread each time)
+        for qb in prange(n_qb, schedule="dynamic", num_threads=n_threads):
+            tid = threadid()
+            tile = &work[tid, 0]
+            q0 = qb * q_block
+            q1 = q0 + q_block if q0 + q_block < n_q else n_q
+            use_approx = approx
+            for bi in range(n_blocks):
+                cb = bi * c_block
+                c1 = cb + c_block if cb + c_block < n_c else n_c
+                nb = c1 - cb
+                cs_max = <floating> blk_cs[bi]
+                ec_max = blk_ec[bi]
+                ct_max = blk_ct[bi]
                 if floating is float32_t:
-                    if approx:
+                    if use_approx:
+                        stride = (nb + 31) // 32 * 32
                         thr = tile + q_block * c_block
                         masks = <uint32_t*> (thr + q_block)
                         for i in range(q0, q1):
@@ -468,15 +492,15 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                                                                 cs_max) - _form_delta(
                                     metric, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
                                     cs_max)
-                        hnm_bf16_gemm_screen(&q_packed[q0, 0], packed, stride, tile,
-                                             nb, q1 - q0, nb, dp, metric, &c_scale[cb], thr,
-                                             masks)
+                        hnm_bf16_gemm_screen(&q_packed[q0, 0], &c_packed[bi * panel], stride,
+                                             tile, nb, q1 - q0, nb, dp, metric, &c_scale[cb],
+                                             thr, masks)
                     else:
                         _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 else:
                     _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 for i in range(q0, q1):
-                    if approx:
+                    if use_approx:
                         # assigned whole, so that each thread has its own (prange
                         # privatises assigned variables, not assigned fields)
                         rs = _rescore_state(
@@ -497,23 +521,22 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                         exclude_self, q_labels[i] if use_labels else -1,
                         &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
                         &sizes[i], k, &rs)
-            if floating is float32_t:
-                if approx:
+                if use_approx:
                     # where many scores lie within the bound of the heap roots (dense
                     # neighbourhoods, few candidates) the rescores cost more than the
-                    # bfloat16 GEMM saves: the rest of the call takes the fp32 GEMM
-                    # judged block by block, after the heaps' first block (which
-                    # fills them and rescores whatever enters)
-                    n_rescored = 0
-                    for r in range(n_threads):
-                        n_rescored = n_rescored + rescored[r]
-                        total_rescored = total_rescored + rescored[r]
-                        rescored[r] = 0
-                    n_screened = n_screened + n_q * nb
-                    if c_offset + cb > 0 and n_rescored > _MAX_RESCORED * n_q * nb:
-                        approx = False
-            cb = c1
+                    # bfloat16 GEMM saves: this tile goes on with the fp32 GEMM.
+                    # Judged block by block after the search's first block (which
+                    # fills the heaps and rescores whatever enters them).
+                    screened[tid] += (q1 - q0) * nb
+                    total[tid] += rescored[tid]
+                    if c_offset + cb > 0 and rescored[tid] > _MAX_RESCORED * (q1 - q0) * nb:
+                        use_approx = False
+                    rescored[tid] = 0
+    for r in range(n_threads):
+        total_rescored += total[r]
+        n_screened += screened[r]
     free(rescored)
+    free(blk_ec)
     global _last_screen
     _last_screen = (total_rescored, n_screened)
     return n_nan
