@@ -27,7 +27,18 @@ EXAMPLES = {
 
 
 class UserError(Exception):
-    """An error in what the user asked for: reported in one line, no traceback."""
+    """An error in what the user asked for: reported in one line, no traceback.
+
+    See Also
+    --------
+    main : prints it on stderr as one line and returns status 2.
+
+    Examples
+    --------
+    >>> from hnm.cli import main
+    >>> main(["topk", "missing.npy", "-k", "3"])  # the message goes to stderr
+    2
+    """
 
 
 _COMMAND = ["hnm"]  # the running command, for one-line messages
@@ -223,6 +234,19 @@ def _mine_default(name):
 
 
 def build_parser():
+    """The ``hnm`` command's argument parser (one subcommand per job).
+
+    See Also
+    --------
+    main : parses and runs a command.
+
+    Examples
+    --------
+    >>> from hnm.cli import build_parser
+    >>> args = build_parser().parse_args(["topk", "losses.npy", "-k", "10"])
+    >>> args.command, args.k
+    ('topk', 10)
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -324,6 +348,28 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the ``hnm`` command line (``argv`` defaults to ``sys.argv[1:]``).
+
+    Returns the exit status: 0, or 2 with a one-line message on stderr for an
+    error in what was asked, 130 after Ctrl-C. Without ``-o`` results are
+    printed (tab-separated); timings go to stderr.
+
+    See Also
+    --------
+    build_parser : the commands and their options.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from hnm.cli import main
+    >>> path = os.path.join(tempfile.mkdtemp(), "losses.npy")
+    >>> np.save(path, np.array([0.1, 0.9, 0.5]))
+    >>> main(["topk", path, "-k", "2"])
+    1	0.9
+    2	0.5
+    0
+    """
     args = build_parser().parse_args(argv)
     _COMMAND[0] = f"hnm {args.command}"
     t0 = time.perf_counter()

@@ -19,7 +19,20 @@ __all__ = ["PairResult", "search_hard_pairs"]
 
 PairResult = namedtuple("PairResult", ["scores", "indices"])
 PairResult.__doc__ = """Result of :func:`search_hard_pairs`: ``scores`` and candidate
-``indices`` of shape (n_queries, k), best first."""
+``indices`` of shape (n_queries, k), best first.
+
+See Also
+--------
+search_hard_pairs : what returns it.
+
+Examples
+--------
+>>> import numpy as np
+>>> import hnm
+>>> scores, indices = hnm.search_hard_pairs(np.eye(2), np.eye(2), 1)
+>>> indices.ravel()
+array([0, 1])
+"""
 
 
 

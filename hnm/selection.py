@@ -46,7 +46,20 @@ __all__ = [
 ]
 
 TopK = namedtuple("TopK", ["values", "indices"])
-TopK.__doc__ = """Result of :func:`topk`: ``values`` and their ``indices``, hardest first."""
+TopK.__doc__ = """Result of :func:`topk`: ``values`` and their ``indices``, hardest first.
+
+See Also
+--------
+topk : what returns it.
+
+Examples
+--------
+>>> import numpy as np
+>>> import hnm
+>>> values, indices = hnm.topk(np.array([0.1, 0.9, 0.5]), 2)
+>>> indices
+array([1, 2])
+"""
 
 # Values per chunk: the unit in which threads share the work and in which inputs
 # that need a conversion (other dtypes, non-contiguous layouts) are copied.
