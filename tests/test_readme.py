@@ -51,14 +51,7 @@ SUBSTITUTIONS = {
 }
 
 # substring of a block (or a claim test's name) -> the README defect it still has
-KNOWN_README_DEFECTS = {
-    "blend_easy(hard, len(d)": "blend_easy returns a Blend named tuple: the snippet "
-                               "must take .indices to get the indices it implies",
-    "make_imb_pipeline(hnm.HardNegativeResampler": "uses LogisticRegression before any "
-                                                   "block imports it",
-    "test_readme_nearmiss_claim_holds": "difficulty='nearmiss' is exactly NearMiss-1 only "
-                                        "with easy_ratio=0 and noise_fraction=0",
-}
+KNOWN_README_DEFECTS = {}
 
 # Names that README snippets use as index arrays: when a block defines one, it
 # must be a 1-D integer ndarray.
