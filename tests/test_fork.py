@@ -341,7 +341,10 @@ def run_dask(expected):
     if "got" not in result:
         return {"status": "hung"}
     got = result["got"]
-    return {"status": "ok", "same": [_same(e, g) for e, g in zip(expected, got)]}
+    # the search's scores to float32 rounding: dask's blocks of 1,000 candidates
+    # are other GEMM shapes than the parent's 2,048 (ids identical, as documented)
+    return {"status": "ok", "same": [_same(e, g, exact=i < 2)
+                                     for i, (e, g) in enumerate(zip(expected, got))]}
 
 
 # ----------------------------------------------------------------------------------
