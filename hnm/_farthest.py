@@ -27,7 +27,7 @@ from . import _pairs
 from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
 from ._ranking import sort_heaps
-from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, call_span,
                              _NO_LABELS, _check_search, _exclusions, _labels, _scaled)
 from ._validation import as_working, check_int
 from .pairs import PairResult
@@ -134,7 +134,7 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
     no_cap = np.full(n_q, np.inf, dtype=dtype)
     q_block_max = max(1, min(DEFAULT_QUERY_BLOCK, math.ceil(n_q / n_threads)))
     work = np.empty((n_threads, q_block_max * c_block), dtype=dtype)
-    span = c_block * _CALL_BLOCKS
+    span = call_span(c_block, n_q, Qt.shape[1])
     n_nan = 0
     blas_limit = _single_threaded_blas() if n_threads > 1 else nullcontext()
     with blas_limit, progress_bar(progress, n_c, "search_farthest", "candidates") as bar:

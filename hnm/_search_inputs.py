@@ -17,6 +17,17 @@ DEFAULT_CANDIDATE_BLOCK = 2048
 # Candidates per kernel call (a multiple of the block): bounds the memory of
 # converted blocks and lets progress bars and Ctrl-C in between calls.
 _CALL_BLOCKS = 32
+# Multiply-adds per kernel call, at most (about 0.1-0.2 s here): with many queries
+# a call takes fewer blocks, so that Ctrl-C and progress bars still get a turn.
+_CALL_WORK = 2**34
+
+
+def call_span(c_block, n_queries, dim):
+    """Candidates per kernel call: whole blocks, at most _CALL_BLOCKS of them and
+    about _CALL_WORK multiply-adds (results do not depend on it: the GEMM blocks
+    are the same)."""
+    blocks = _CALL_WORK // max(1, n_queries * dim * c_block)
+    return c_block * max(1, min(_CALL_BLOCKS, blocks))
 
 _NO_LABELS = np.zeros(0, dtype=np.intp)
 

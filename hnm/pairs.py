@@ -11,7 +11,7 @@ from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_b
 from ._progress import progress_bar
 from ._validation import check_int, check_option
 from ._ranking import check_k_band, sort_heaps
-from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, _CALL_BLOCKS,
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, call_span,
                              _NO_LABELS, _check_search, _exclusions, _labels, _per_query,
                              _scaled)
 
@@ -154,7 +154,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     q_block = max(1, min(DEFAULT_QUERY_BLOCK, math.ceil(n_q / n_threads)))
     threads = max(1, min(n_threads, math.ceil(n_q / q_block)))
     work = np.empty((threads, q_block * c_block), dtype=dtype)
-    span = c_block * _CALL_BLOCKS
+    span = call_span(c_block, n_q, Qw.shape[1])
     native = C.dtype == dtype and C.flags.c_contiguous
     bf16 = _use_bf16(screen, dtype, n_q, n_c)
     if bf16:
@@ -164,7 +164,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         # candidates are packed once per kernel call: at most _BF16_PACK_BYTES
         c_rows = min(c_block, n_c)
         panel = q_packed.shape[1] * ((c_rows + 31) // 32 * 32)
-        span = c_block * max(1, min(_CALL_BLOCKS, _BF16_PACK_BYTES // (4 * panel)))
+        span = min(span, c_block * max(1, _BF16_PACK_BYTES // (4 * panel)))
         c_packed = np.zeros(panel * math.ceil(min(span, n_c) / c_block), dtype=np.uint32)
         c_bounds = np.empty((2, min(span, n_c)), dtype=np.float64)
         c_stage = np.zeros((threads, 16 * q_packed.shape[1]), dtype=np.uint32)
