@@ -91,13 +91,12 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         the fp32 rate), every approximation within a proven bound of the heap's
         root is rescored exactly (summed in double), and the rest are dropped;
         the result is as exact as the "exact" path. "exact": fp32/fp64 GEMMs.
-        "auto" (the default) uses "bf16" for float32 inputs with at least 64
-        queries and 65,536 candidates where the CPU has AVX-512 BF16, unless the
-        environment variable ``HNM_SCREEN=exact`` is set; else "exact" (with
-        fewer candidates the heaps stay loose and too many scores need a
-        rescore). float64 inputs always take the exact path. Where more than 1%
-        of a block's scores need a rescore (dense neighbourhoods), the rest of
-        the block's kernel call takes the fp32 GEMM.
+        "auto" (the default) uses "bf16" for float32 inputs with at least
+        65,536 candidates where the CPU has AVX-512 BF16, unless the environment
+        variable ``HNM_SCREEN=exact`` is set; else "exact" (with fewer candidates
+        the heaps stay loose and too many scores need a rescore). The choice
+        depends on the candidates only, so splitting the queries (checkpoints,
+        Dask) never changes a result. float64 inputs always take the exact path.
     checkpoint : str or os.PathLike, optional
         A directory where each finished block of queries is saved: the same call
         again computes only the blocks still missing (after Ctrl-C, a kill or a
@@ -156,7 +155,7 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     work = np.empty((threads, q_block * c_block), dtype=dtype)
     span = call_span(c_block, n_q, Qw.shape[1])
     native = C.dtype == dtype and C.flags.c_contiguous
-    bf16 = _use_bf16(screen, dtype, n_q, n_c)
+    bf16 = _use_bf16(screen, dtype, n_c)
     if bf16:
         q_packed = np.empty((n_q, (Qw.shape[1] + 1) // 2), dtype=np.uint32)
         q_bounds = np.empty((n_q, 3), dtype=np.float64)
@@ -200,19 +199,17 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
 
 
 
-# Below this many queries packing the candidates to bfloat16 costs more than the
-# faster dot products save (each candidate block is packed once per call).
-_BF16_MIN_QUERIES = 64
 # Below this many candidates the heaps' roots stay loose for much of the stream
 # and many scores fall within the bfloat16 bound: the rescores cost more than the
-# faster GEMM saves (NearMiss-1 at 190,000 x 10,800 x 50: 1.7% rescored).
+# faster GEMM saves (NearMiss-1 at 190,000 x 10,800 x 50: 1.7% rescored); packing, once per
+# candidate per call, is then small next to the search even for a few queries.
 _BF16_MIN_CANDIDATES = 65536
 # Memory for the candidates of one kernel call packed to bfloat16 (16 MiB: 32
 # blocks of 2048 candidates at dim 128).
 _BF16_PACK_BYTES = 16 << 20
 
 
-def _use_bf16(screen, dtype, n_q, n_c=_BF16_MIN_CANDIDATES):
+def _use_bf16(screen, dtype, n_c):
     """Whether this search screens in bfloat16 (see ``screen`` of search_hard_pairs)."""
     screen = check_option(screen, "screen", ("auto", "bf16", "exact"))
     if screen == "exact":
@@ -229,5 +226,5 @@ def _use_bf16(screen, dtype, n_q, n_c=_BF16_MIN_CANDIDATES):
     if env not in ("auto", "exact", ""):
         raise ValueError(f"the environment variable HNM_SCREEN must be 'auto' or 'exact', "
                          f"got {env!r}.")
-    return (env != "exact" and dtype == np.float32 and n_q >= _BF16_MIN_QUERIES
-            and n_c >= _BF16_MIN_CANDIDATES and _pairs.bf16_supported())
+    return (env != "exact" and dtype == np.float32 and n_c >= _BF16_MIN_CANDIDATES
+            and _pairs.bf16_supported())

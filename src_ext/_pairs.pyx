@@ -30,9 +30,6 @@ cdef extern from "_bf16.h" nogil:
                               uint32_t* masks) noexcept
     int __builtin_ctz(unsigned int x) noexcept
 
-# Fraction of a call's scores rescored exactly above which the bfloat16 screen
-# stops paying (a rescore costs ~30 GEMM scores): the call goes on in fp32.
-cdef double _MAX_RESCORED = 0.01
 # (scores rescored, scores screened in bfloat16) by the last search_update call of
 # this process, for tests and benchmarks
 _last_screen = (0, 0)
@@ -522,15 +519,11 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                         &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
                         &sizes[i], k, &rs)
                 if use_approx:
-                    # where many scores lie within the bound of the heap roots (dense
-                    # neighbourhoods, few candidates) the rescores cost more than the
-                    # bfloat16 GEMM saves: this tile goes on with the fp32 GEMM.
-                    # Judged block by block after the search's first block (which
-                    # fills the heaps and rescores whatever enters them).
+                    # counted, not acted on: switching a tile to the fp32 GEMM mid-search
+                    # would make its scores (fp32 GEMM instead of exact rescores) depend
+                    # on how the queries and candidates were split into calls
                     screened[tid] += (q1 - q0) * nb
                     total[tid] += rescored[tid]
-                    if c_offset + cb > 0 and rescored[tid] > _MAX_RESCORED * (q1 - q0) * nb:
-                        use_approx = False
                     rescored[tid] = 0
     for r in range(n_threads):
         total_rescored += total[r]
