@@ -5,20 +5,8 @@ from hypothesis import given, strategies as st
 from hnm._exact_l2 import farthest_l2_float64
 from hnm._farthest import search_farthest
 
-
-def closeness(Q, C, metric):
-    """float64 brute force; larger is closer (l2: minus the squared distance)."""
-    Q = np.asarray(Q, dtype=np.float64)
-    C = np.asarray(C, dtype=np.float64)
-    if metric == "ip":
-        return Q @ C.T
-    if metric == "cosine":
-        qn = np.linalg.norm(Q, axis=1)
-        cn = np.linalg.norm(C, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            S = (Q @ C.T) / np.outer(qn, cn)
-        return np.where(np.outer(qn, cn) > 0, S, 0.0)
-    return -((Q[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+# the one float64 brute force of the search tests (larger is closer)
+from test_pairs import score_matrix as closeness
 
 
 def reference(Q, C, k, metric, exclude=None, exclude_self=False, q_labels=None,
