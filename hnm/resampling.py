@@ -20,14 +20,20 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .mining import _inclusion_probabilities, _sample_weight_key, importance_sample
+from ._sampling import inclusion_probabilities, sample_weight_key
 from .noise import find_label_issues, find_label_issues_knn
 from ._exact_l2 import nearest_l2_float64
 from .pairs import search_hard_pairs
 from .scoring import MEASURES, difficulty as _difficulty
 from ._validation import check_finite_1d
 from ._ranking import n_noise as _n_noise
-from .selection import blend_easy, sample_by_difficulty, select_hardest, topk
+from .selection import (
+    blend_easy,
+    importance_sample,
+    sample_by_difficulty,
+    select_hardest,
+    topk,
+)
 
 __all__ = ["HardNegativeResampler", "ResampledClassifier"]
 
@@ -81,7 +87,7 @@ class HardNegativeResampler(BaseUnderSampler):
         temperature)``; or "importance": draw the whole target with
         inclusion probabilities proportional to difficulty (shifted to start
         at 0) mixed with uniform (``uniform_mix``), exactly
-        (:func:`hnm.mining.importance_sample`).
+        (:func:`hnm.selection.importance_sample`).
     noise_fraction : "auto" or float in [0, 1), default="auto"
         Noise guard: the suspected label errors of each under-sampled class
         are never kept, neither as hard, easy nor expansion examples, unless
@@ -415,7 +421,7 @@ class HardNegativeResampler(BaseUnderSampler):
             # Poisson approximation min(1, c * exp(d / T)) with sum = n_hard
             if n_hard:
                 z = d[pool] / self.temperature
-                pi = _inclusion_probabilities(np.exp(z - z.max()), n_hard, uniform_mix=0.0)
+                pi = inclusion_probabilities(np.exp(z - z.max()), n_hard, uniform_mix=0.0)
                 w_hard = 1.0 / np.maximum(pi[np.searchsorted(pool, hard)], 1e-300)
             else:
                 w_hard = np.empty(0)
@@ -593,7 +599,7 @@ class ResampledClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X_res, y_res = self.sampler_.fit_resample(X, y)
         params = {}
         w = getattr(self.sampler_, "sample_weight_", None)
-        key = _sample_weight_key(self.estimator_)
+        key = sample_weight_key(self.estimator_)
         if self.use_weights and w is not None:
             if key is None:
                 raise ValueError(f"{type(self.estimator_).__name__} does not accept "

@@ -11,12 +11,14 @@ returns), indices or sample weights out, vectorised, reproducible with
 """
 from collections import namedtuple
 import math
+from numbers import Integral
 
 import numpy as np
 
 from . import _topk
 from ._threads import openmp_max_threads
 from ._progress import progress_bar
+from ._sampling import inclusion_probabilities
 from ._ranking import check_k_band, merge_knn_results, n_noise as _n_noise
 from sklearn.utils import check_random_state
 
@@ -38,6 +40,7 @@ __all__ = [
     "topk",
     "select_hardest",
     "sample_by_difficulty",
+    "importance_sample",
     "blend_easy",
     "select_semi_hard",
     "curriculum_window",
@@ -376,6 +379,82 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
 
 Blend = namedtuple("Blend", ["indices", "is_hard"])
 Blend.__doc__ = """Result of :func:`blend_easy`: the indices and whether each was mined as hard."""
+
+
+def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_state=None):
+    """Draw exactly ``k`` examples with difficulty-proportional inclusion probabilities.
+
+    Importance sampling by difficulty (Katharopoulos & Fleuret, 2018) mixed with
+    uniform sampling (defensive importance sampling, Hesterberg, 1995), drawn
+    by systematic sampling in a random order (Madow, 1949), so that every
+    example's probability of being drawn is exactly ``pi_i`` and the draw has
+    exactly ``k`` examples. Weighting each drawn example by ``1 / pi_i`` (the
+    Horvitz-Thompson weight; the down-sampling correction of ads ranking)
+    makes any sum over the draw an unbiased estimate of the sum over all
+    examples, so a model fit with these weights targets the full-data loss.
+
+    Parameters
+    ----------
+    difficulty : array-like of shape (n,)
+        Non-negative, higher is harder (e.g. ``1 - p_true``, an upper bound of
+        the log-loss gradient's norm in the logit).
+    k : int
+        How many to draw, ``1 <= k <= n``.
+    uniform_mix : float in [0, 1], default=0.5
+        Share of the uniform component: each weight is at most
+        ``n / (k * uniform_mix)``.
+    stratify : bool, default=True
+        Line the examples up by difficulty (ties in random order) instead of
+        a random order.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    indices : ndarray of shape (k,)
+        Sorted.
+    weights : ndarray of shape (k,)
+        ``1 / pi`` of each drawn example (they sum to about ``n``).
+
+    See Also
+    --------
+    sample_by_difficulty : Successive sampling, without exact weights.
+    hnm.HardMiningClassifier : Uses it each round (``selection="importance"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hnm.selection import importance_sample
+    >>> d = np.r_[np.full(98, 0.01), 5.0, 5.0]
+    >>> idx, w = importance_sample(d, 10, random_state=0)
+    >>> bool(np.isin([98, 99], idx).all()), round(float(w.sum()))
+    (True, 100)
+    """
+    d = np.asarray(difficulty, dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"difficulty must be 1-D, got shape {d.shape}.")
+    if not np.isfinite(d).all() or (d < 0).any():
+        raise ValueError("difficulty must be finite and non-negative for importance "
+                         "sampling.")
+    n = d.size
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}.")
+    if not 0.0 <= uniform_mix <= 1.0:
+        raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix!r}.")
+    rng = check_random_state(random_state)
+    pi = inclusion_probabilities(d, int(k), uniform_mix=uniform_mix)
+    order = rng.permutation(n)
+    if stratify:
+        order = order[np.argsort(d[order], kind="stable")]
+    cum = np.cumsum(pi[order])
+    cum *= k / cum[-1]  # sum(pi) is k up to rounding; make the grid land exactly
+    points = rng.uniform() + np.arange(k)
+    picked = order[np.minimum(np.searchsorted(cum, points, side="right"), n - 1)]
+    picked = np.unique(picked)
+    if picked.size < k:  # rounding at a boundary: top up with the most probable left
+        rest = np.setdiff1d(np.arange(n), picked)
+        extra = rest[np.argsort(-pi[rest], kind="stable")[: k - picked.size]]
+        picked = np.sort(np.concatenate([picked, extra]))
+    return picked, 1.0 / pi[picked]
 
 
 def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
