@@ -13,7 +13,6 @@ from sklearn.base import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, get_scorer, make_scorer
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -21,22 +20,23 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
-    has_fit_parameter,
     validate_data,
 )
 
+from ._sampling import sample_weight_key
 from .noise import find_label_issues
 from .scoring import MEASURES, difficulty
 from .selection import (
     blend_easy,
     curriculum_window,
     difficulty_weights,
+    importance_sample,
     sample_by_difficulty,
     select_hardest,
     select_semi_hard,
 )
 
-__all__ = ["HardMiningClassifier", "importance_sample"]
+__all__ = ["HardMiningClassifier"]
 
 # Rows scored per predict_proba call while scanning the negative pool: bounds the
 # memory of the scores to one chunk whatever the size of X (which may be a memmap).
@@ -50,128 +50,6 @@ def _estimator_has(attr):
         return hasattr(self.estimator if self.estimator is not None else LogisticRegression(),
                        attr)
     return check
-
-
-def _sample_weight_key(estimator):
-    """The fit parameter that carries sample weights to ``estimator``, or None.
-
-    A Pipeline routes them to its last step as ``<step>__sample_weight``."""
-    if isinstance(estimator, Pipeline):
-        name, last = estimator.steps[-1]
-        if last is None or last == "passthrough":
-            return None
-        key = _sample_weight_key(last)
-        return None if key is None else f"{name}__{key}"
-    return "sample_weight" if has_fit_parameter(estimator, "sample_weight") else None
-
-
-def _inclusion_probabilities(difficulty, k, *, uniform_mix=0.5):
-    """Inclusion probabilities of a difficulty-proportional draw mixed with uniform.
-
-    ``pi_i = min(1, c * q_i)`` with ``q_i = uniform_mix / n + (1 - uniform_mix) *
-    d_i / sum(d)`` and ``c`` such that ``sum(pi) = k`` (examples capped at 1 are
-    taken for sure and the rest rescaled).
-    """
-    d = np.asarray(difficulty, dtype=np.float64)
-    n = d.size
-    if k >= n:
-        return np.ones(n)
-    total = d.sum()
-    q = np.full(n, 1.0 / n)
-    if total > 0:
-        q = uniform_mix * q + (1.0 - uniform_mix) * d / total
-    pi = np.zeros(n)
-    free = np.ones(n, dtype=bool)
-    need = float(k)
-    for _ in range(n):  # each pass fixes at least one example at 1, usually none
-        scaled = q[free] * (need / q[free].sum())
-        over = scaled >= 1.0
-        if not over.any():
-            pi[free] = scaled
-            break
-        idx = np.flatnonzero(free)[over]
-        pi[idx] = 1.0
-        free[idx] = False
-        need = k - (n - free.sum())
-        if need <= 0 or not free.any():
-            break
-    return pi
-
-
-def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_state=None):
-    """Draw exactly ``k`` examples with difficulty-proportional inclusion probabilities.
-
-    Importance sampling by difficulty (Katharopoulos & Fleuret, 2018) mixed with
-    uniform sampling (defensive importance sampling, Hesterberg, 1995), drawn
-    by systematic sampling in a random order (Madow, 1949), so that every
-    example's probability of being drawn is exactly ``pi_i`` and the draw has
-    exactly ``k`` examples. Weighting each drawn example by ``1 / pi_i`` (the
-    Horvitz-Thompson weight; the down-sampling correction of ads ranking)
-    makes any sum over the draw an unbiased estimate of the sum over all
-    examples, so a model fit with these weights targets the full-data loss.
-
-    Parameters
-    ----------
-    difficulty : array-like of shape (n,)
-        Non-negative, higher is harder (e.g. ``1 - p_true``, an upper bound of
-        the log-loss gradient's norm in the logit).
-    k : int
-        How many to draw, ``1 <= k <= n``.
-    uniform_mix : float in [0, 1], default=0.5
-        Share of the uniform component: each weight is at most
-        ``n / (k * uniform_mix)``.
-    stratify : bool, default=True
-        Line the examples up by difficulty (ties in random order) instead of
-        a random order.
-    random_state : int, RandomState instance or None
-
-    Returns
-    -------
-    indices : ndarray of shape (k,)
-        Sorted.
-    weights : ndarray of shape (k,)
-        ``1 / pi`` of each drawn example (they sum to about ``n``).
-
-    See Also
-    --------
-    hnm.selection.sample_by_difficulty : Successive sampling, without exact weights.
-    HardMiningClassifier : Uses it each round (``selection="importance"``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from hnm.mining import importance_sample
-    >>> d = np.r_[np.full(98, 0.01), 5.0, 5.0]
-    >>> idx, w = importance_sample(d, 10, random_state=0)
-    >>> bool(np.isin([98, 99], idx).all()), round(float(w.sum()))
-    (True, 100)
-    """
-    d = np.asarray(difficulty, dtype=np.float64)
-    if d.ndim != 1:
-        raise ValueError(f"difficulty must be 1-D, got shape {d.shape}.")
-    if not np.isfinite(d).all() or (d < 0).any():
-        raise ValueError("difficulty must be finite and non-negative for importance "
-                         "sampling.")
-    n = d.size
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}.")
-    if not 0.0 <= uniform_mix <= 1.0:
-        raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix!r}.")
-    rng = check_random_state(random_state)
-    pi = _inclusion_probabilities(d, int(k), uniform_mix=uniform_mix)
-    order = rng.permutation(n)
-    if stratify:
-        order = order[np.argsort(d[order], kind="stable")]
-    cum = np.cumsum(pi[order])
-    cum *= k / cum[-1]  # sum(pi) is k up to rounding; make the grid land exactly
-    points = rng.uniform() + np.arange(k)
-    picked = order[np.minimum(np.searchsorted(cum, points, side="right"), n - 1)]
-    picked = np.unique(picked)
-    if picked.size < k:  # rounding at a boundary: top up with the most probable left
-        rest = np.setdiff1d(np.arange(n), picked)
-        extra = rest[np.argsort(-pi[rest], kind="stable")[: k - picked.size]]
-        picked = np.sort(np.concatenate([picked, extra]))
-    return picked, 1.0 / pi[picked]
 
 
 class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -471,7 +349,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if not (hasattr(base, "predict_proba") or hasattr(base, "decision_function")):
             raise TypeError("estimator must have predict_proba or decision_function to "
                             "score the negatives.")
-        self._weight_key = _sample_weight_key(base)
+        self._weight_key = sample_weight_key(base)
         if self.weighting is not None and self._weight_key is None:
             raise ValueError(f"{type(base).__name__} does not accept sample_weight, which "
                              "weighting needs.")
