@@ -19,6 +19,7 @@ __all__ = [
     "check_fraction",
     "check_positive_real",
     "check_finite_1d",
+    "check_indices",
     "as_csr",
     "describe_labels",
     "check_label_present",
@@ -189,6 +190,23 @@ def check_finite_1d(a, name):
     arr = check_real_array(a, name, max_ndim=1)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity.")
+    return arr
+
+
+def check_indices(indices, n, name):
+    """Return ``indices`` as a 1-D integer ndarray of positions in ``[0, n)``.
+
+    A list or array of another kind (floats, 2-D) raises ``TypeError``, a
+    position outside the range ``ValueError``; an empty one is returned as intp.
+    """
+    arr = np.asarray(indices)
+    if arr.size == 0 and arr.ndim == 1:
+        return arr.astype(np.intp)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be a 1-D array of integers, got "
+                        f"{arr.ndim}-D dtype {arr.dtype}.")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"{name} must lie in [0, {n}).")
     return arr
 
 

@@ -13,6 +13,7 @@ from ._validation import (
     check_finite_1d,
     check_label_present,
     check_fraction,
+    check_indices,
     check_int,
     check_positive_real,
     check_real,
@@ -99,11 +100,13 @@ def _segment_metrics(name, y, s, threshold):
 
 
 def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
-                     hard_fraction=0.1, threshold=0.5, band=0.1, pos_label=1):
+                     hard_fraction=0.1, threshold=0.5, near_threshold=0.1,
+                     pos_label=1):
     """Binary classification quality on the hard cases and near the threshold.
 
     Segments: everything; the hard cases and the rest; the examples whose score
-    lies within ``band`` of ``threshold`` (where decisions are made) and the rest.
+    lies within ``near_threshold`` of ``threshold`` (where decisions are made)
+    and the rest.
     For each: counts, precision, recall, false-positive rate, accuracy and
     average precision (None where undefined, e.g. a segment with one class).
 
@@ -126,8 +129,9 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     hard_fraction : float in (0, 1], default=0.1
     threshold : float, default=0.5
         Use 0 for decision values.
-    band : float > 0, default=0.1
-        Half-width of the threshold region.
+    near_threshold : float > 0, default=0.1
+        Half-width of the threshold region: the examples with
+        ``|y_score - threshold| <= near_threshold``.
     pos_label : int, str or bool, default=1
         The positive class. A ``pos_label`` that is not a label of ``y_true``
         raises ``ValueError`` when ``y_true`` has two labels (e.g. the default
@@ -153,7 +157,7 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     >>> s = np.array([0.1, 0.4, 0.35, 0.8, 0.55, 0.9, 0.2, 0.05])
     >>> report = hard_case_report(y, s, hard_fraction=0.25)
     >>> [(r["segment"], r["n"]) for r in report]
-    [('all', 8), ('hard', 2), ('rest', 6), ('threshold band', 2), ('outside band', 6)]
+    [('all', 8), ('hard', 2), ('rest', 6), ('near threshold', 2), ('far from threshold', 6)]
     >>> report[1]["accuracy"]
     0.0
     """
@@ -174,16 +178,12 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
     check_label_present(pos_label, present, "pos_label")
     y = y_true == pos_label
     threshold = check_real(threshold, "threshold")
-    band = check_positive_real(band, "band")
+    near_threshold = check_positive_real(near_threshold, "near_threshold")
     n = s.size
     if hard_indices is not None and difficulty is not None:
         raise ValueError("Pass at most one of difficulty and hard_indices.")
     if hard_indices is not None:
-        hard = np.asarray(hard_indices)
-        if hard.ndim != 1 or (hard.size and hard.dtype.kind not in "iu"):
-            raise TypeError("hard_indices must be a 1-D array of integers.")
-        if hard.size and (hard.min() < 0 or hard.max() >= n):
-            raise ValueError(f"hard_indices must lie in [0, {n}).")
+        hard = check_indices(hard_indices, n, "hard_indices")
     else:
         fraction = check_fraction(hard_fraction, "hard_fraction")
         if difficulty is None:
@@ -195,18 +195,19 @@ def hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
         hard = select_hardest(d, fraction=fraction) if n else np.empty(0, np.intp)
     is_hard = np.zeros(n, dtype=bool)
     is_hard[hard] = True
-    near = np.abs(s - threshold) <= band
+    near = np.abs(s - threshold) <= near_threshold
     records = [
         _segment_metrics("all", y, s, threshold),
         _segment_metrics("hard", y[is_hard], s[is_hard], threshold),
         _segment_metrics("rest", y[~is_hard], s[~is_hard], threshold),
-        _segment_metrics("threshold band", y[near], s[near], threshold),
-        _segment_metrics("outside band", y[~near], s[~near], threshold),
+        _segment_metrics("near threshold", y[near], s[near], threshold),
+        _segment_metrics("far from threshold", y[~near], s[~near], threshold),
     ]
     columns = ["segment", "n", "n_pos", "n_neg", "precision", "recall", "fpr", "accuracy",
                "average_precision"]
     return Report(records, columns,
-                  title=f"threshold {threshold:g}, band +/-{band:g}, {is_hard.sum()} hard cases")
+                  title=f"threshold {threshold:g}, near_threshold +/-{near_threshold:g}, "
+                        f"{is_hard.sum()} hard cases")
 
 
 def _feature_scale(X):
@@ -245,8 +246,7 @@ def _smd(m1, v1, m2, v2):
         return np.where(pooled > 0, (m1 - m2) / pooled, 0.0)
 
 
-def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_names=None,
-                      top=None):
+def feature_diagnosis(X, y, hard_indices, *, negative_label=0, feature_names=None, k=None):
     """Which features make the hard negatives look like positives?
 
     For every feature, standardised mean differences (SMD: difference of means
@@ -262,15 +262,16 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     X : array-like or pandas DataFrame of shape (n, n_features)
         Dense features; may be an ``np.memmap`` (read in row chunks).
     y : array-like of shape (n,)
-    hard_negative_indices : array-like of int
+    hard_indices : array-like of int
         Rows of ``X`` mined as hard negatives (their label must be
         ``negative_label``).
     negative_label : default=0
         Every other label counts as positive.
     feature_names : sequence of str, optional
         Default: a DataFrame's column names, else ``x0, x1, ...``.
-    top : int, optional
-        Keep only the ``top`` highest-ranked features.
+    k : int, optional
+        Keep only the ``k`` highest-ranked features (all of them if ``k`` is
+        larger than their number).
 
     Returns
     -------
@@ -281,7 +282,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     See Also
     --------
     hard_case_report : Model quality on the hard cases.
-    hnm.selection.select_hardest : One way to get ``hard_negative_indices``.
+    hnm.selection.select_hardest : One way to get ``hard_indices``.
 
     Examples
     --------
@@ -303,11 +304,9 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     n, n_features = X.shape
     if y.shape != (n,):
         raise ValueError(f"y must have shape ({n},), got {y.shape}.")
-    hard = np.unique(np.asarray(hard_negative_indices))
-    if hard.size == 0 or hard.dtype.kind not in "iu":
-        raise ValueError("hard_negative_indices must be a non-empty array of integers.")
-    if hard.min() < 0 or hard.max() >= n:
-        raise ValueError(f"hard_negative_indices must lie in [0, {n}).")
+    hard = np.unique(check_indices(hard_indices, n, "hard_indices"))
+    if hard.size == 0:
+        raise ValueError("hard_indices must be a non-empty array of integers.")
     is_neg = y == negative_label
     if not is_neg[hard].all():
         try:
@@ -315,7 +314,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
         except TypeError:  # labels of mixed types
             present = describe_labels(dict.fromkeys(y.tolist()))
         raise ValueError(
-            "hard_negative_indices must point at examples labelled "
+            "hard_indices must point at examples labelled "
             f"negative_label={negative_label!r}; y has labels {present}"
             + ("" if negative_label in y.tolist() else
                f", without {negative_label!r}: pass negative_label as one of them")
@@ -330,7 +329,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
         feature_names = [f"x{j}" for j in range(n_features)]
     elif len(feature_names) != n_features:
         raise ValueError(f"feature_names must have {n_features} names.")
-    top = check_int(top, "top", min_value=1, allow_none=True)
+    k = check_int(k, "k", min_value=1, allow_none=True)
     # SMDs do not change with a feature's scale: divide by it, so squares stay finite
     scale = _feature_scale(X)
     mh, vh = _moments(X, hard, scale)
@@ -338,7 +337,7 @@ def feature_diagnosis(X, y, hard_negative_indices, *, negative_label=0, feature_
     me, ve = _moments(X, easy, scale)
     hard_pos, hard_easy, easy_pos = _smd(mh, vh, mp, vp), _smd(mh, vh, me, ve), _smd(me, ve, mp, vp)
     confusability = np.abs(easy_pos) - np.abs(hard_pos)
-    order = best_first(confusability, np.arange(n_features))[:top]
+    order = best_first(confusability, np.arange(n_features))[:k]
     records = [{"feature": str(feature_names[j]),
                 "smd_hard_vs_pos": float(hard_pos[j]),
                 "smd_hard_vs_easy": float(hard_easy[j]),

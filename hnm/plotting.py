@@ -7,7 +7,7 @@ with the non-interactive "Agg" backend.
 """
 import numpy as np
 
-from ._validation import check_finite_1d, check_label_present
+from ._validation import check_finite_1d, check_indices, check_label_present
 
 __all__ = ["plot_difficulty", "plot_score_distributions", "plot_history"]
 
@@ -37,23 +37,26 @@ def _legend_above_data(ax, handles=None, labels=None, *, data_axes=None):
                      fontsize="small", framealpha=0.9)
 
 
-def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
-    """Histogram of difficulty with the selected examples' region shaded.
+def plot_difficulty(difficulty, hard_indices=None, *, bins=50, ax=None):
+    """Histogram of difficulty with the hard examples' region shaded.
 
     Parameters
     ----------
     difficulty : array-like of shape (n,)
         Higher is harder.
-    selected : array-like of int, optional
-        Indices of the selected examples (e.g. from
+    hard_indices : array-like of int, optional
+        Indices of the hard examples (e.g. from
         :func:`hnm.selection.select_hardest`); their histogram is overlaid and
         the span from their easiest to their hardest is shaded.
-    bins : int, default=50
+    bins : int or sequence of float, default=50
+        Histogram bins of the difficulty axis, as for ``np.histogram_bin_edges``.
     ax : matplotlib Axes, optional
+        Drawn on; default: a new figure's axes.
 
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
 
     See Also
     --------
@@ -65,7 +68,7 @@ def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
     >>> import numpy as np
     >>> from hnm.plotting import plot_difficulty
     >>> d = np.random.default_rng(0).gamma(2.0, size=1000)
-    >>> ax = plot_difficulty(d, np.argsort(-d)[50:200])
+    >>> ax = plot_difficulty(d, hard_indices=np.argsort(-d)[50:200])
     >>> ax.get_xlabel()
     'difficulty (higher is harder)'
     """
@@ -73,18 +76,18 @@ def plot_difficulty(difficulty, selected=None, *, bins=50, ax=None):
     ax = _axes(ax)
     edges = np.histogram_bin_edges(d, bins=bins)
     ax.hist(d, bins=edges, color="0.7", label=f"all ({d.size})")
-    if selected is not None:
-        sel = np.asarray(selected)
-        if sel.size:
-            ax.hist(d[sel], bins=edges, color="C3", alpha=0.8, label=f"selected ({sel.size})")
-            ax.axvspan(d[sel].min(), d[sel].max(), color="C3", alpha=0.1)
+    if hard_indices is not None:
+        hard = check_indices(hard_indices, d.size, "hard_indices")
+        if hard.size:
+            ax.hist(d[hard], bins=edges, color="C3", alpha=0.8, label=f"hard ({hard.size})")
+            ax.axvspan(d[hard].min(), d[hard].max(), color="C3", alpha=0.1)
     ax.set_xlabel("difficulty (higher is harder)")
     ax.set_ylabel("examples")
     _legend_above_data(ax)
     return ax
 
 
-def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1, bins=50,
+def plot_score_distributions(y_true, y_score, hard_indices=None, *, pos_label=1, bins=50,
                              ax=None):
     """Score distributions of positives, negatives and mined negatives.
 
@@ -93,20 +96,24 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
 
     Parameters
     ----------
+    y_true : array-like of shape (n,)
+        True labels.
     y_score : array-like of shape (n,)
         Model score for the positive class.
-    y_true : array-like of shape (n,)
-    mined_indices : array-like of int, optional
-        Indices of mined negatives.
+    hard_indices : array-like of int, optional
+        Indices of the mined (hard) negatives, drawn as a third histogram.
     pos_label : default=1
         The positive class; must be a label of ``y_true`` (as for
         :func:`hnm.metrics.hard_case_report`).
-    bins : int, default=50
+    bins : int or sequence of float, default=50
+        Bins of the score axis, shared by the histograms.
     ax : matplotlib Axes, optional
+        The axes to draw on (a new figure's when None).
 
     Returns
     -------
     ax : matplotlib Axes
+        The same axes, with three histograms and a legend.
 
     See Also
     --------
@@ -120,7 +127,7 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 500)
     >>> s = rng.normal(y, 0.7)
-    >>> ax = plot_score_distributions(s, y, mined_indices=np.flatnonzero((y == 0) & (s > 0.5)))
+    >>> ax = plot_score_distributions(y, s, hard_indices=np.flatnonzero((y == 0) & (s > 0.5)))
     >>> len(ax.get_legend().get_texts())
     3
     """
@@ -140,8 +147,8 @@ def plot_score_distributions(y_score, y_true, mined_indices=None, *, pos_label=1
             label=f"positives ({pos.sum()})")
     ax.hist(s[~pos], bins=edges, alpha=0.6, color="0.6", density=True,
             label=f"negatives ({(~pos).sum()})")
-    if mined_indices is not None:
-        mined = np.asarray(mined_indices)
+    if hard_indices is not None:
+        mined = check_indices(hard_indices, s.size, "hard_indices")
         ax.hist(s[mined], bins=edges, histtype="step", linewidth=2, color="C3", density=True,
                 label=f"mined negatives ({mined.size})")
     ax.set_xlabel("score")

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
+import refs_metrics
 from hnm.metrics import feature_diagnosis, hard_case_report
 
 
@@ -14,14 +16,15 @@ def binary(rng):
 
 def test_segments_match_sklearn_metrics(binary):
     y, s = binary
-    report = hard_case_report(y, s, threshold=0.5, band=0.1, hard_fraction=0.2)
+    report = hard_case_report(y, s, threshold=0.5, near_threshold=0.1, hard_fraction=0.2)
     by = {r["segment"]: r for r in report}
     assert by["all"]["precision"] == pytest.approx(precision_score(y, s >= 0.5))
     assert by["all"]["recall"] == pytest.approx(recall_score(y, s >= 0.5))
     assert by["all"]["average_precision"] == pytest.approx(average_precision_score(y, s))
     near = np.abs(s - 0.5) <= 0.1
-    assert by["threshold band"]["n"] == near.sum()
-    assert by["threshold band"]["recall"] == pytest.approx(recall_score(y[near], s[near] >= 0.5))
+    assert by["near threshold"]["n"] == near.sum()
+    assert by["near threshold"]["recall"] == pytest.approx(recall_score(y[near], s[near] >= 0.5))
+    assert by["far from threshold"]["n"] == (~near).sum()
     assert by["hard"]["n"] == 100 and by["rest"]["n"] == 400
     fp = np.sum((s >= 0.5) & (y == 0))
     assert by["all"]["fpr"] == pytest.approx(fp / np.sum(y == 0))
@@ -35,7 +38,7 @@ def test_hard_segment_from_difficulty_or_indices(binary):
     r1 = hard_case_report(y, s, difficulty=d, hard_fraction=0.1)
     r2 = hard_case_report(y, s, hard_indices=np.arange(450, 500))
     assert r1[1] == r2[1]
-    assert "segment" in str(r1) and "threshold band" in str(r1)
+    assert "segment" in str(r1) and "near threshold" in str(r1)
 
 
 def test_undefined_metrics_are_none():
@@ -49,7 +52,8 @@ def test_undefined_metrics_are_none():
     (dict(y_true=[0, 1, 2], y_score=[0.1, 0.2, 0.3]), ValueError, "binary"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2, 0.3]), ValueError, "length of y_score"),
     (dict(y_true=[0, 1], y_score=[0.1, np.nan]), ValueError, "y_score contains NaN"),
-    (dict(y_true=[0, 1], y_score=[0.1, 0.2], band=0), ValueError, "band must be a finite number > 0"),
+    (dict(y_true=[0, 1], y_score=[0.1, 0.2], near_threshold=0), ValueError,
+     "near_threshold must be a finite number > 0"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[2]), ValueError, "must lie in"),
     (dict(y_true=[0, 1], y_score=[0.1, 0.2], hard_indices=[0], difficulty=[1, 2]),
      ValueError, "at most one"),
@@ -72,7 +76,8 @@ def test_feature_diagnosis_finds_the_confusing_feature(rng, as_memmap):
     ref = (X[:50, 2].mean() - X[50:600, 2].mean()) / np.sqrt(
         (X[:50, 2].var() + X[50:600, 2].var()) / 2)
     assert report[0]["smd_hard_vs_easy"] == pytest.approx(ref)
-    assert len(feature_diagnosis(X, y, np.arange(50), top=2)) == 2
+    assert len(feature_diagnosis(X, y, np.arange(50), k=2)) == 2
+    assert len(feature_diagnosis(X, y, np.arange(50), k=9)) == 4  # k beyond the features
 
 
 @pytest.mark.parametrize("hard, kwargs, match", [
@@ -130,3 +135,37 @@ def test_feature_diagnosis_uses_dataframe_column_names(rng):
     assert sorted(r["feature"] for r in report) == ["age", "income", "tenure"]
     # explicit names still win
     assert feature_diagnosis(df, y, np.arange(20), feature_names=list("abc"))[0]["feature"] == "b"
+
+
+@given(n=st.integers(1, 120), seed=st.integers(0, 2**16), hard=st.sampled_from(
+    ["margin", "difficulty", "indices"]), near=st.sampled_from([0.05, 0.25, 1.0]))
+def test_report_matches_the_numpy_reference(n, seed, hard, near):
+    rng = np.random.default_rng(seed)
+    s = np.round(rng.random(n) * 8) / 8          # ties on the threshold and the band edges
+    y = (rng.random(n) < s).astype(int)
+    kw = {"difficulty": dict(difficulty=rng.integers(-3, 4, n).astype(float)),
+          "indices": dict(hard_indices=rng.choice(n, size=(n + 1) // 2, replace=False)),
+          "margin": {}}[hard]
+    got = hard_case_report(y, s, near_threshold=near, hard_fraction=0.3, **kw)
+    expected = refs_metrics.hard_case_report(y, s, near_threshold=near, hard_fraction=0.3, **kw)
+    assert [r.keys() for r in got] == [e.keys() for e in expected]
+    for g, e in zip(got, expected):
+        for key, ev in e.items():
+            assert g[key] == (ev if ev is None or isinstance(ev, str) else pytest.approx(ev))
+
+
+@given(seed=st.integers(0, 2**16), k=st.sampled_from([None, 1, 3, 10]))
+def test_feature_diagnosis_matches_the_numpy_reference(seed, k):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(90) < 0.3).astype(int)
+    y[:2] = [1, 0]
+    X = rng.standard_normal((90, 5)) * rng.choice([1e-3, 1.0, 1e6], 5) + 1e3
+    negatives = np.flatnonzero(y == 0)
+    hard = rng.choice(negatives[1:], size=min(10, negatives.size - 1), replace=False)
+    got = feature_diagnosis(X, y, hard, k=k)
+    expected = refs_metrics.feature_diagnosis(X, y, hard, k=k)
+    assert len(got) == len(expected)
+    by_name = {r["feature"]: r for r in got}
+    for e in expected:
+        for key in ("smd_hard_vs_pos", "smd_hard_vs_easy", "smd_easy_vs_pos", "confusability"):
+            assert by_name[e["feature"]][key] == pytest.approx(e[key], rel=1e-6, abs=1e-9)

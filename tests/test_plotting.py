@@ -9,8 +9,7 @@ from hnm.plotting import plot_difficulty, plot_history, plot_score_distributions
 
 def test_difficulty_plot_is_written_to_a_file(tmp_path, rng):
     d = rng.gamma(2.0, size=2000)
-    sel = np.argsort(-d)[:100]
-    ax = plot_difficulty(d, sel)
+    ax = plot_difficulty(d, hard_indices=np.argsort(-d)[:100])
     patches = [p for p in ax.patches if p.get_facecolor()[3] > 0]
     assert len(patches) > 50  # two histograms and a span
     out = tmp_path / "difficulty.png"
@@ -21,7 +20,7 @@ def test_difficulty_plot_is_written_to_a_file(tmp_path, rng):
 def test_score_distributions_and_history_plots(tmp_path, rng):
     y = rng.integers(0, 2, 300)
     s = rng.normal(y, 0.5)
-    ax = plot_score_distributions(s, y, mined_indices=np.flatnonzero((y == 0) & (s > 0.3)))
+    ax = plot_score_distributions(y, s, hard_indices=np.flatnonzero((y == 0) & (s > 0.3)))
     assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == [
         "positives", "negatives", "mined negatives"]
     history = [{"round": r, "n_negatives": 10 * (r + 1), "n_added": 10,
@@ -43,7 +42,11 @@ def test_plot_bad_arguments():
     with pytest.raises(ValueError, match="difficulty contains NaN"):
         plot_difficulty([1.0, np.nan])
     with pytest.raises(ValueError, match="y_true must have the shape"):
-        plot_score_distributions([0.1, 0.2], [0])
+        plot_score_distributions([0], [0.1, 0.2])
+    with pytest.raises(TypeError, match="hard_indices must be a 1-D array of integers"):
+        plot_score_distributions([0, 1], [0.1, 0.2], hard_indices=[0.5])
+    with pytest.raises(ValueError, match=r"hard_indices must lie in \[0, 3\)"):
+        plot_difficulty([1.0, 2.0, 3.0], hard_indices=[3])
     with pytest.raises(ValueError, match="history must be"):
         plot_history([])
 
@@ -51,8 +54,8 @@ def test_plot_bad_arguments():
 def test_score_distributions_refuse_a_pos_label_not_in_y(rng):
     y = np.where(rng.integers(0, 2, 100) == 1, "yes", "no")
     with pytest.raises(ValueError, match="pos_label=1 is not a label of y_true"):
-        plot_score_distributions(rng.random(100), y)
-    ax = plot_score_distributions(rng.random(100), y, pos_label="yes")
+        plot_score_distributions(y, rng.random(100))
+    ax = plot_score_distributions(y, rng.random(100), pos_label="yes")
     assert len(ax.get_legend().get_texts()) == 2
 
 
@@ -100,12 +103,12 @@ def test_distribution_and_difficulty_legends_are_clear_of_the_bars(rng):
     y = rng.integers(0, 2, 2000)
     s = rng.normal(y, 0.3)
     ax = _figure_axes()
-    plot_score_distributions(s, y, mined_indices=np.flatnonzero((y == 0) & (s > 0.4)), ax=ax)
+    plot_score_distributions(y, s, hard_indices=np.flatnonzero((y == 0) & (s > 0.4)), ax=ax)
     hits, n_points = _data_points_under_legend(ax, [ax])
     assert n_points > 300 and not hits
     ax = _figure_axes()
     d = rng.gamma(2.0, size=2000)
-    plot_difficulty(d, np.argsort(-d)[:100], ax=ax)
+    plot_difficulty(d, hard_indices=np.argsort(-d)[:100], ax=ax)
     hits, n_points = _data_points_under_legend(ax, [ax])
     assert n_points > 300 and not hits
 

@@ -7,35 +7,8 @@ from sklearn.metrics import hinge_loss, log_loss
 from threadpoolctl import threadpool_limits
 
 import hnm
+import refs_scoring
 from hnm import difficulty
-
-
-def reference(y_codes, S, measure):
-    """Plain numpy, float64 (log-loss clipped with the input dtype's epsilon)."""
-    eps = np.finfo(np.asarray(S).dtype if np.asarray(S).dtype.kind == "f" else float).eps
-    S = np.asarray(S, dtype=np.float64)
-    n = S.shape[0]
-    if S.ndim == 1:
-        sgn = np.where(y_codes == 1, 1.0, -1.0)
-        if measure == "margin":
-            return -sgn * S
-        if measure == "hinge":
-            return np.maximum(0, 1 - sgn * S)
-        P = np.column_stack([1 - S, S])
-    else:
-        P = S
-    if measure == "entropy":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -np.where(P > 0, P * np.log(P), 0).sum(axis=1)
-    t = P[np.arange(n), y_codes]
-    if measure in ("margin", "hinge"):
-        other = P.copy()
-        other[np.arange(n), y_codes] = -np.inf
-        m = t - other.max(axis=1)
-        return -m if measure == "margin" else np.maximum(0, 1 - m)
-    if measure == "confidence":
-        return 1 - t
-    return -np.log(np.clip(t, eps, 1 - eps))
 
 
 def probabilities(n, C, dtype, seed):
@@ -61,7 +34,8 @@ def test_matrix_scores_match_reference(n, C, dtype, measure, data):
         got = difficulty(y, P, measure=measure, labels=np.arange(C), chunk_size=chunk)
     assert got.dtype == dtype and got.shape == (n,)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, reference(y, P, measure), rtol=tol, atol=tol)
+    np.testing.assert_allclose(got, refs_scoring.difficulty(y, P, measure, labels=np.arange(C)),
+                               rtol=tol, atol=tol)
 
 
 @given(n=st.integers(1, 200), C=st.integers(2, 40),
@@ -82,7 +56,8 @@ def test_margins_of_decision_values_any_width(n, C, dtype, measure, data):
         return
     got = difficulty(y, D, measure=measure, labels=np.arange(C))
     tol = 1e-6 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, reference(y, D, measure), rtol=tol, atol=tol)
+    np.testing.assert_allclose(got, refs_scoring.difficulty(y, D, measure, labels=np.arange(C)),
+                               rtol=tol, atol=tol)
 
 
 @given(n=st.integers(1, 200), C=st.integers(2, 40),
@@ -114,7 +89,8 @@ def test_binary_vectors(n, measure, data):
     else:
         f = rng.random(n)
     got = difficulty(y, f, measure=measure, labels=[0, 1])
-    np.testing.assert_allclose(got, reference(y, f, measure), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, refs_scoring.difficulty(y, f, measure, labels=[0, 1]),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_log_loss_sums_to_sklearn(rng):
@@ -139,7 +115,7 @@ def test_string_labels_and_label_order(rng):
     P = probabilities(100, 3, np.float64, 2)
     names = np.array(["ant", "bee", "cat"])
     y = rng.integers(0, 3, 100)
-    expected = reference(y, P, "margin")
+    expected = refs_scoring.difficulty(y, P, "margin", labels=range(3))
     np.testing.assert_allclose(difficulty(names[y], P), expected)
     # labels in column order, not sorted
     perm = np.array([2, 0, 1])
@@ -151,7 +127,7 @@ def test_string_labels_and_label_order(rng):
 def test_entropy_needs_no_labels(rng):
     P = probabilities(50, 5, np.float64, 3)
     np.testing.assert_allclose(difficulty(None, P, measure="entropy"),
-                               reference(None, P, "entropy"))
+                               refs_scoring.difficulty(None, P, "entropy"))
 
 
 @pytest.mark.parametrize("make", [
@@ -167,7 +143,7 @@ def test_layouts_and_dtypes(make, rng):
     X = make(P)
     y = rng.integers(0, 4, 1000)
     got = difficulty(y, X, measure="margin", chunk_size=77)
-    np.testing.assert_allclose(got, reference(y, np.asarray(X, dtype=np.float64), "margin"),
+    np.testing.assert_allclose(got, refs_scoring.difficulty(y, np.asarray(X, np.float64)),
                                rtol=1e-6, atol=1e-6)
 
 
@@ -229,12 +205,12 @@ def test_single_label_needs_labels():
 def test_default_labels_must_all_occur_for_integer_labels(rng):
     P = probabilities(300, 4, np.float64, 7)
     y = rng.integers(0, 4, 300)
-    np.testing.assert_allclose(difficulty(y, P), reference(y, P, "margin"))
+    np.testing.assert_allclose(difficulty(y, P), refs_scoring.difficulty(y, P))
     y_missing = np.where(y == 2, 1, y)  # labels 0, 1, 3 for 4 columns: ambiguous
     with pytest.raises(ValueError, match="3 distinct labels but y_score has 4 columns"):
         difficulty(y_missing, P)
     np.testing.assert_allclose(difficulty(y_missing, P, labels=np.arange(4)),
-                               reference(y_missing, P, "margin"))
+                               refs_scoring.difficulty(y_missing, P, labels=np.arange(4)))
 
 
 @pytest.mark.parametrize("values", [[5, 7, 9], [-1, 0, 1], [1, 2, 3], [0, 1, 2**40]])
@@ -243,8 +219,9 @@ def test_integer_labels_other_than_column_indices(values, rng):
     P = probabilities(500, 3, np.float64, 0)
     codes = rng.integers(0, 3, 500)
     y = np.asarray(values)[codes]
-    np.testing.assert_allclose(difficulty(y, P), reference(codes, P, "margin"))
-    np.testing.assert_allclose(difficulty(y, P, labels=values), reference(codes, P, "margin"))
+    expected = refs_scoring.difficulty(y, P, labels=values)
+    np.testing.assert_allclose(difficulty(y, P), expected)
+    np.testing.assert_allclose(difficulty(y, P, labels=values), expected)
     with pytest.raises(ValueError, match="not in labels"):
         difficulty(np.r_[y[:-1], 4], P, labels=values)
 
@@ -290,7 +267,7 @@ def test_transposed_probabilities_suggest_the_transpose(rng):
     y = rng.integers(0, 2, 5)
     with pytest.raises(ValueError, match=r"y_score has shape \(2, 5\).*pass y_score\.T"):
         difficulty(y, P.T)
-    np.testing.assert_allclose(difficulty(y, P.T.T), reference(y, P, "margin"))
+    np.testing.assert_allclose(difficulty(y, P.T.T), refs_scoring.difficulty(y, P, labels=[0, 1]))
     with pytest.raises(ValueError, match=r"must have shape \(5,\)") as info:
         difficulty(np.zeros(3, int), P)   # a plain length mismatch: no transpose hint
     assert "y_score.T" not in str(info.value)
