@@ -29,15 +29,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from imblearn.under_sampling import NearMiss
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score
 
 import hnm
+import refs_metrics
+import refs_scoring
 from hnm import metrics as hmetrics
 from hnm import selection as sel
 
 TESTS_DIR = Path(__file__).resolve().parent
 _file_ids = itertools.count()
-MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
+MEASURES = hnm.scoring.MEASURES
 
 
 # =============================================================== helpers
@@ -232,59 +233,12 @@ def check_topk(x, allow_error=None, **kw):
         assert res.values.dtype == src, f"values dtype {res.values.dtype} != scores dtype {src}"
 
 
-def _xlogx(p):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-
-
-def ref_difficulty(y_true, y_score, measure="margin", labels=None, chunk_size=None):
-    S = clean64(y_score)
-    src = np.asarray(y_score).dtype
-    eps = float(np.finfo(src if src.kind == "f" else np.float64).eps)
-    n = S.shape[0]
-    if y_true is None:
-        col = np.zeros(n, dtype=np.intp)
-    else:
-        ys = np.asarray(y_true).tolist()  # Python objects: exact ints, str, ...
-        labs = sorted(set(ys)) if labels is None else np.asarray(labels).tolist()
-        pos = {v: j for j, v in enumerate(labs)}
-        col = np.array([pos[v] for v in ys], dtype=np.intp)
-    r = np.arange(n)
-    if S.ndim == 2:
-        true = S[r, col]
-        if measure in ("margin", "hinge"):
-            others = S.copy()
-            others[r, col] = -np.inf
-            m = true - others.max(axis=1)
-            out = -m if measure == "margin" else np.where(m < 1, 1 - m, 0.0)
-        elif measure == "log_loss":
-            out = -np.log(np.clip(true, eps, 1 - eps))
-        elif measure == "confidence":
-            out = 1 - true
-        else:
-            out = -_xlogx(S).sum(axis=1)
-    else:
-        sgn = np.where(col == 1, 1.0, -1.0)
-        p = np.where(col == 1, S, 1 - S)
-        if measure == "margin":
-            out = -sgn * S
-        elif measure == "hinge":
-            out = np.where(sgn * S < 1, 1 - sgn * S, 0.0)
-        elif measure == "log_loss":
-            out = -np.log(np.clip(p, eps, 1 - eps))
-        elif measure == "confidence":
-            out = 1 - p
-        else:
-            out = -(_xlogx(S) + _xlogx(1 - S))
-    return out
-
-
 def check_difficulty(y_true, y_score, allow_error=None, **kw):
     res, err = _call(hnm.difficulty, (y_true, y_score), kw, allow_error)
     if err is not None:
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        ref = ref_difficulty(y_true, y_score, **kw)
+        ref = refs_scoring.difficulty(y_true, y_score, **kw)
     src = np.asarray(y_score).dtype
     if src == np.float32 and src.isnative:
         assert res.dtype == np.float32
@@ -1056,42 +1010,6 @@ HCR_S_INT = np.rint((HCR_S - 0.5) * 8).astype(np.int64)  # decision values, thre
 HCR_D = _rng.integers(-4, 5, size=40).astype(np.float64)
 
 
-def _ref_segment(name, y, s, thr):
-    pred = s >= thr
-    tp, fp = int(np.sum(pred & y)), int(np.sum(pred & ~y))
-    fn, tn = int(np.sum(~pred & y)), int(np.sum(~pred & ~y))
-    n_pos, n_neg = tp + fn, fp + tn
-    return {"segment": name, "n": int(y.size), "n_pos": n_pos, "n_neg": n_neg,
-            "precision": tp / (tp + fp) if tp + fp else None,
-            "recall": tp / n_pos if n_pos else None,
-            "fpr": fp / n_neg if n_neg else None,
-            "accuracy": (tp + tn) / y.size if y.size else None,
-            "average_precision": float(average_precision_score(y, s))
-            if n_pos and n_neg else None}
-
-
-def ref_hard_case_report(y_true, y_score, *, difficulty=None, hard_indices=None,
-                         hard_fraction=0.1, threshold=0.5, band=0.1, pos_label=1):
-    s = clean64(y_score)
-    y = np.asarray(y_true) == pos_label
-    n = s.size
-    if hard_indices is not None:
-        hard = np.asarray(hard_indices).astype(np.intp)
-    else:
-        d = -(s - threshold) * np.where(y, 1.0, -1.0) if difficulty is None else \
-            clean64(difficulty)
-        k = min(max(math.ceil(hard_fraction * n), 1), n)
-        hard = np.lexsort((np.arange(n), -d))[:k]
-    is_hard = np.zeros(n, dtype=bool)
-    is_hard[hard] = True
-    near = np.abs(s - threshold) <= band
-    return [_ref_segment("all", y, s, threshold),
-            _ref_segment("hard", y[is_hard], s[is_hard], threshold),
-            _ref_segment("rest", y[~is_hard], s[~is_hard], threshold),
-            _ref_segment("threshold band", y[near], s[near], threshold),
-            _ref_segment("outside band", y[~near], s[~near], threshold)]
-
-
 def _assert_records(got, expected, rtol=1e-12):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -1107,7 +1025,7 @@ def _assert_records(got, expected, rtol=1e-12):
 
 def check_hcr(y_true, y_score, **kw):
     res, _ = _call(hmetrics.hard_case_report, (y_true, y_score), kw)
-    _assert_records(res, ref_hard_case_report(y_true, y_score, **kw))
+    _assert_records(res, refs_metrics.hard_case_report(y_true, y_score, **kw))
 
 
 for _v in ALL_VARIANTS:
@@ -1127,11 +1045,12 @@ add_case("hard_case_report/labels_str", lambda tmp: check_hcr(
 add_case("hard_case_report/labels_bool", lambda tmp: check_hcr(
     HCR_Y.astype(bool), HCR_S, pos_label=True), kernel=False)
 add_case("hard_case_report/labels_object", lambda tmp: check_hcr(
-    np.array(["n", "p"], dtype=object)[HCR_Y], HCR_S, pos_label="p", band=0.3), kernel=False)
+    np.array(["n", "p"], dtype=object)[HCR_Y], HCR_S, pos_label="p", near_threshold=0.3),
+    kernel=False)
 add_case("hard_case_report/single_class", lambda tmp: check_hcr(
     np.ones(40, int), HCR_S), kernel=False)
 add_case("hard_case_report/decision_values", lambda tmp: check_hcr(
-    HCR_Y, HCR_S * 8 - 4, threshold=0.0, band=1.0, hard_fraction=1.0), kernel=False)
+    HCR_Y, HCR_S * 8 - 4, threshold=0.0, near_threshold=1.0, hard_fraction=1.0), kernel=False)
 
 FD_X = _rng.standard_normal((60, 3))
 FD_Y = (np.arange(60) % 3 == 0).astype(np.int64)  # 20 positives
@@ -1139,41 +1058,11 @@ FD_HARD = np.flatnonzero(FD_Y == 0)[:8]
 FD_X[FD_HARD, 0] += 2.0
 
 
-def ref_feature_diagnosis(X, y, hard, *, negative_label=0, feature_names=None, top=None):
-    A = clean64(X)
-    scale = np.abs(A).max(axis=0) if A.size else np.ones(A.shape[1])
-    scale[~(scale > 0) | ~np.isfinite(scale)] = 1
-    A = A / scale  # SMDs are scale-free; this keeps squares from overflowing
-    ys = np.asarray(y)
-    hard = np.unique(np.asarray(hard))
-    is_neg = ys == negative_label
-    easy = is_neg.copy()
-    easy[hard] = False
-
-    def mv(rows):
-        B = A[rows]
-        return B.mean(axis=0), B.var(axis=0)
-
-    def smd(m1, v1, m2, v2):
-        pooled = np.sqrt((v1 + v2) / 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(pooled > 0, (m1 - m2) / pooled, np.where(np.isnan(pooled),
-                                                                     np.nan, 0.0))
-
-    (mh, vh), (mp, vp), (me, ve) = mv(hard), mv(~is_neg), mv(easy)
-    hp, he, ep = smd(mh, vh, mp, vp), smd(mh, vh, me, ve), smd(me, ve, mp, vp)
-    conf = np.abs(ep) - np.abs(hp)
-    names = [f"x{j}" for j in range(A.shape[1])] if feature_names is None else feature_names
-    order = np.lexsort((np.arange(A.shape[1]), -conf))[:top]
-    return [{"feature": str(names[j]), "smd_hard_vs_pos": hp[j], "smd_hard_vs_easy": he[j],
-             "smd_easy_vs_pos": ep[j], "confusability": conf[j]} for j in order]
-
-
 def check_feature_diagnosis(X, y, hard, allow_error=None, **kw):
     res, err = _call(hmetrics.feature_diagnosis, (X, y, hard), kw, allow_error)
     if err is not None:
         return
-    ref = ref_feature_diagnosis(X, y, hard, **kw)
+    ref = refs_metrics.feature_diagnosis(X, y, hard, **kw)
     by_name = {r["feature"]: r for r in res}
     assert sorted(by_name) == sorted(r["feature"] for r in ref)
     for e in ref:
@@ -1196,7 +1085,7 @@ for _v in ("i64", "i32", "u8", "be_i8", "i64_noncontig", "i64_memmap"):
              kernel=False)
 add_case("feature_diagnosis/labels_str", lambda tmp: check_feature_diagnosis(
     FD_X, np.array(["neg", "pos"])[FD_Y], FD_HARD.tolist(), negative_label="neg",
-    feature_names=("a", "b", "c"), top=2), kernel=False)
+    feature_names=("a", "b", "c"), k=2), kernel=False)
 add_case("feature_diagnosis/large_offset", lambda tmp: check_feature_diagnosis(
     FD_X + 1e8, FD_Y, FD_HARD), kernel=False)
 add_case("feature_diagnosis/huge_values", lambda tmp: check_feature_diagnosis(
@@ -1743,11 +1632,13 @@ E("hard_case_report/three_classes", ValueError, "y_true", hcr, np.arange(40) % 3
 E("hard_case_report/mixed_type_labels", (ValueError, TypeError), "y_true", hcr,
   np.array([0, "a"] * 20, dtype=object), HCR_S)
 for _bd in (0, -0.1, np.nan):
-    E(f"hard_case_report/band={_bd!r}", ValueError, "band", hcr, HCR_Y, HCR_S, band=_bd)
-E("hard_case_report/band_str", (ValueError, TypeError), "band", hcr, HCR_Y, HCR_S, band="x")
+    E(f"hard_case_report/near_threshold={_bd!r}", ValueError, "near_threshold", hcr, HCR_Y,
+      HCR_S, near_threshold=_bd)
+E("hard_case_report/near_threshold_str", TypeError, "near_threshold", hcr, HCR_Y, HCR_S,
+  near_threshold="x")
 E("hard_case_report/threshold_nan", ValueError, "threshold", hcr, HCR_Y, HCR_S,
   threshold=np.nan)
-E("hard_case_report/threshold_str", (ValueError, TypeError), "threshold", hcr, HCR_Y, HCR_S,
+E("hard_case_report/threshold_str", TypeError, "threshold", hcr, HCR_Y, HCR_S,
   threshold="x")
 for _hf, _exc in ((0, ValueError), (1.5, ValueError), (True, TypeError)):
     E(f"hard_case_report/hard_fraction={_hf!r}", _exc, "hard_fraction", hcr, HCR_Y, HCR_S,
@@ -1770,13 +1661,13 @@ E("feature_diagnosis/X_3d", ValueError, r"\bX\b", fd, FD_X[:, :, None], FD_Y, FD
 E("feature_diagnosis/X_object", TypeError, r"\bX\b", fd, FD_X.astype(object), FD_Y, FD_HARD)
 E("feature_diagnosis/X_complex", TypeError, r"\bX\b", fd, FD_X.astype(complex), FD_Y, FD_HARD)
 E("feature_diagnosis/y_short", ValueError, r"\by\b", fd, FD_X, FD_Y[:5], FD_HARD)
-E("feature_diagnosis/hard_empty", ValueError, "hard_negative_indices", fd, FD_X, FD_Y, [])
-E("feature_diagnosis/hard_float", (ValueError, TypeError), "hard_negative_indices", fd, FD_X,
+E("feature_diagnosis/hard_empty", ValueError, "hard_indices", fd, FD_X, FD_Y, [])
+E("feature_diagnosis/hard_float", (ValueError, TypeError), "hard_indices", fd, FD_X,
   FD_Y, [1.0])
-E("feature_diagnosis/hard_out_of_range", ValueError, "hard_negative_indices", fd, FD_X, FD_Y,
+E("feature_diagnosis/hard_out_of_range", ValueError, "hard_indices", fd, FD_X, FD_Y,
   [60])
-E("feature_diagnosis/hard_negative", ValueError, "hard_negative_indices", fd, FD_X, FD_Y, [-1])
-E("feature_diagnosis/hard_positive", ValueError, "hard_negative_indices", fd, FD_X, FD_Y, [0])
+E("feature_diagnosis/hard_negative", ValueError, "hard_indices", fd, FD_X, FD_Y, [-1])
+E("feature_diagnosis/hard_positive", ValueError, "hard_indices", fd, FD_X, FD_Y, [0])
 E("feature_diagnosis/single_class", ValueError, "positives", fd, FD_X, np.zeros(60, int),
   FD_HARD)
 E("feature_diagnosis/all_negatives_hard", ValueError, "easy negatives", fd, FD_X, FD_Y,
@@ -1784,7 +1675,7 @@ E("feature_diagnosis/all_negatives_hard", ValueError, "easy negatives", fd, FD_X
 E("feature_diagnosis/feature_names_short", ValueError, "feature_names", fd, FD_X, FD_Y,
   FD_HARD, feature_names=["a"])
 for _t, _exc in ((0, ValueError), (True, TypeError), (1.0, TypeError)):
-    E(f"feature_diagnosis/top={_t!r}", _exc, "top", fd, FD_X, FD_Y, FD_HARD, top=_t)
+    E(f"feature_diagnosis/k={_t!r}", _exc, r"\bk\b", fd, FD_X, FD_Y, FD_HARD, k=_t)
 
 
 # round 2 (issue #17): missing labels are named, not counted as one more label
