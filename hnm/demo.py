@@ -185,7 +185,7 @@ def _build_figure(fitted, X, y):
     # what a hardest-first round mines: the negatives this model scores as most
     # positive-like, shown at those very scores (the scores that made them hard)
     mined = negatives[select_hardest(p[negatives], budget)]
-    plot_score_distributions(p, y, mined_indices=mined, ax=left)
+    plot_score_distributions(y, p, hard_indices=mined, ax=left)
     left.set_title(f"Hardest-first mining, one round: the {budget} negatives\n"
                    "the random-negatives model scores highest, at those scores",
                    fontsize=10)
