@@ -1,6 +1,8 @@
 """The ranking rule, in one place: which window of ranks is asked for, in which
 order results are listed, and how partial results are merged.
 
+- **How many**: ``k`` larger than what is available raises, unless the
+  caller asked for ``at_most=True`` (:func:`check_k`, the one home of the rule).
 - **Window**: ``k`` (the top ``k``) or ``band=(start, stop)`` (ranks
   ``start .. stop-1``; ``stop=None`` means "to the end", or a caller's default).
 - **Noise guard**: the hardest ``floor(noise_fraction * n)`` are skipped as
@@ -23,16 +25,33 @@ from ._validation import check_fraction, check_int
 _MISSING = np.iinfo(np.intp).max
 
 
-def check_k_band(k, band, n, what="scores"):
-    """Return the rank window ``(start, stop)`` asked for by ``k`` or ``band``;
-    ``what`` names the ``n`` things ranked in the messages."""
+def check_k(k, available, *, at_most=False, what="scores"):
+    """The one "how many" rule: ``k`` as an int in ``[1, available]``.
+
+    ``k`` larger than ``available`` (the number of ``what`` there are) raises
+    ``ValueError``, unless ``at_most`` is true: then ``min(k, available)`` is
+    returned (possibly 0). A ``k`` that is not an integer raises ``TypeError``,
+    ``k < 1`` ``ValueError``.
+    """
+    if not isinstance(at_most, (bool, np.bool_)):
+        raise TypeError(f"at_most must be a bool, got {at_most!r}.")
+    k = check_int(k, "k", min_value=1)
+    if k > available:
+        if at_most:
+            return max(int(available), 0)
+        raise ValueError(f"k={k} is larger than the number of {what} ({available}); "
+                         "pass at_most=True to take all of them.")
+    return k
+
+
+def check_k_band(k, band, n, what="scores", *, at_most=False):
+    """Return the rank window ``(start, stop)`` asked for by ``k`` (see
+    :func:`check_k`, ``at_most`` applies to it) or ``band``; ``what`` names the
+    ``n`` things ranked in the messages."""
     if (k is None) == (band is None):
         raise ValueError("Pass exactly one of k and band.")
     if k is not None:
-        k = check_int(k, "k", min_value=1)
-        if k > n:
-            raise ValueError(f"k={k} is larger than the number of {what} ({n}).")
-        return 0, k
+        return 0, check_k(k, n, at_most=at_most, what=what)
     return check_band(band, n, what)
 
 

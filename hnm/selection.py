@@ -11,7 +11,6 @@ returns), indices or sample weights out, vectorised, reproducible with
 """
 from collections import namedtuple
 import math
-from numbers import Integral
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from . import _topk
 from ._threads import openmp_max_threads
 from ._progress import progress_bar
 from ._sampling import inclusion_probabilities
-from ._ranking import check_k_band, merge_knn_results, n_noise as _n_noise
+from ._ranking import check_k, check_k_band, merge_knn_results, n_noise as _n_noise
 from sklearn.utils import check_random_state
 
 from ._validation import (
@@ -73,7 +72,7 @@ _CHUNKS_PER_CALL = 8
 
 
 def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
-         nan_policy="raise", progress=False):
+         nan_policy="raise", progress=False, at_most=False):
     """Select the ``k`` largest (or smallest) scores, streaming, ties by smaller index.
 
     Every score is read exactly once and the extra memory is O(k + chunk_size)
@@ -93,7 +92,8 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         dtypes raise ``TypeError``.
     k : int, optional
         How many scores to select, ``1 <= k <= n`` where ``n`` is the number of
-        scores searched (per row with an axis). Exactly one of ``k`` and
+        scores searched (per row with an axis); a larger ``k`` raises
+        ``ValueError`` unless ``at_most=True``. Exactly one of ``k`` and
         ``band`` must be given.
     largest : bool, default=True
         Select the largest scores (hardest first for "higher is harder" scores);
@@ -114,6 +114,9 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         the missing places are padded with value NaN and index -1.
     progress : bool, default=False
         Show a progress bar (tqdm, on stderr) over the scores read.
+    at_most : bool, default=False
+        Take ``min(k, n)`` scores instead of raising when ``k > n``. Applies to
+        ``k``; a ``band`` whose ``stop`` exceeds ``n`` still raises.
 
     Returns
     -------
@@ -133,6 +136,8 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     TopK(values=array([2., 2.]), indices=array([1, 3]))
     >>> hnm.topk(losses, band=(1, 3)).indices
     array([3, 2])
+    >>> hnm.topk(losses, 10, at_most=True).indices
+    array([1, 3, 2, 0, 4])
     >>> hnm.topk([[3, 1, 2], [0, 5, 4]], 1, axis=-1, largest=False).indices
     array([[1],
            [0]])
@@ -158,7 +163,7 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         elif axis == 0:
             x = x.T
     n = x.size if axis is None else x.shape[1]
-    start, stop = check_k_band(k, band, n)
+    start, stop = check_k_band(k, band, n, at_most=at_most)
 
     wdt = working_dtype(x.dtype)
     sign = wdt.type(1 if largest else -1)
@@ -249,7 +254,7 @@ def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
 
 
 def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
-                   noise_fraction=0.0):
+                   noise_fraction=0.0, at_most=False):
     """Indices of the hardest examples (OHEM), optionally past a rank band or noise guard.
 
     Online hard example mining (Shrivastava et al., 2016) keeps the top-k losses of
@@ -277,6 +282,9 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
         label noise before selecting. A fraction of all ``n`` examples, not of
         ``k``: with ``n=100_000``, ``noise_fraction=0.01`` skips the 1000
         hardest whatever ``k`` is, and ``k`` are then taken from rank 1001 on.
+    at_most : bool, default=False
+        With ``k``: take all that are left when fewer than ``k`` are, instead
+        of raising ``ValueError``.
 
     Returns
     -------
@@ -303,23 +311,19 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
     if (k is None) == (fraction is None):
         raise ValueError("Pass exactly one of k and fraction.")
     if k is not None:
-        k = check_int(k, "k", min_value=1)
-        if k > available:
-            raise ValueError(
-                f"k={k} is larger than the {available} examples left after skipping "
-                f"the hardest {start} of {n}."
-            )
+        k = check_k(k, available, at_most=at_most,
+                    what=f"examples left after skipping the hardest {start} of {n}")
     else:
         fraction = check_fraction(fraction, "fraction")
         min_keep = check_int(min_keep, "min_keep", min_value=0)
         k = min(max(math.ceil(fraction * n), min_keep), available)
-        if k == 0:
-            return np.empty(0, dtype=np.intp)
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
     return _top_difficulty(d, (start, start + k))
 
 
 def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
-                         random_state=None):
+                         random_state=None, at_most=False):
     """Sample ``k`` examples without replacement, favouring hard ones.
 
     Each example is drawn with probability proportional to
@@ -346,6 +350,9 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
         fraction of all ``n`` examples, not of ``k``).
     random_state : int, RandomState instance or None
         Seed for reproducible draws.
+    at_most : bool, default=False
+        Draw all that are left when fewer than ``k`` are, instead of raising
+        ``ValueError``.
 
     Returns
     -------
@@ -366,10 +373,10 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
     n = d.shape[0]
     temperature = check_positive_real(temperature, "temperature")
     n_noise = _n_noise(noise_fraction, n)
-    k = check_int(k, "k", min_value=1)
-    if k > n - n_noise:
-        raise ValueError(f"k={k} is larger than the {n - n_noise} examples left after "
-                         f"the noise guard dropped {n_noise} of {n}.")
+    k = check_k(k, n - n_noise, at_most=at_most,
+                what=f"examples left after the noise guard dropped {n_noise} of {n}")
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
     rng = check_random_state(random_state)
     keys = d.astype(np.float64) / temperature + rng.gumbel(size=n)
     if n_noise:
@@ -381,7 +388,8 @@ Blend = namedtuple("Blend", ["indices", "is_hard"])
 Blend.__doc__ = """Result of :func:`blend_easy`: the indices and whether each was mined as hard."""
 
 
-def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_state=None):
+def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_state=None,
+                      at_most=False):
     """Draw exactly ``k`` examples with difficulty-proportional inclusion probabilities.
 
     Importance sampling by difficulty (Katharopoulos & Fleuret, 2018) mixed with
@@ -399,7 +407,8 @@ def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_s
         Non-negative, higher is harder (e.g. ``1 - p_true``, an upper bound of
         the log-loss gradient's norm in the logit).
     k : int
-        How many to draw, ``1 <= k <= n``.
+        How many to draw, ``1 <= k <= n``; a larger ``k`` raises ``ValueError``
+        unless ``at_most=True``, which takes all ``n`` (weight 1 each).
     uniform_mix : float in [0, 1], default=0.5
         Share of the uniform component: each weight is at most
         ``n / (k * uniform_mix)``.
@@ -407,6 +416,8 @@ def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_s
         Line the examples up by difficulty (ties in random order) instead of
         a random order.
     random_state : int, RandomState instance or None
+    at_most : bool, default=False
+        Cap ``k`` at ``n`` instead of raising.
 
     Returns
     -------
@@ -436,10 +447,10 @@ def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_s
         raise ValueError("difficulty must be finite and non-negative for importance "
                          "sampling.")
     n = d.size
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}], got {k!r}.")
-    if not 0.0 <= uniform_mix <= 1.0:
-        raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix!r}.")
+    k = check_k(k, n, at_most=at_most, what="examples")
+    uniform_mix = check_fraction(uniform_mix, "uniform_mix", low_open=False)
+    if k == 0:
+        return np.empty(0, dtype=np.intp), np.empty(0)
     rng = check_random_state(random_state)
     pi = inclusion_probabilities(d, int(k), uniform_mix=uniform_mix)
     order = rng.permutation(n)
@@ -514,7 +525,7 @@ def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
     return Blend(indices, is_hard)
 
 
-def select_semi_hard(margins, margin, *, k=None):
+def select_semi_hard(margins, margin, *, k=None, at_most=False):
     """Indices of semi-hard examples: correct, but inside the margin.
 
     FaceNet (Schroff et al., 2015) trains on semi-hard negatives, those with
@@ -530,7 +541,12 @@ def select_semi_hard(margins, margin, *, k=None):
     margin : float > 0
         Upper bound of the semi-hard interval ``(0, margin]``.
     k : int, optional
-        Return at most the ``k`` hardest (smallest-margin) semi-hard examples.
+        Return the ``k`` hardest (smallest-margin) semi-hard examples, fewer if
+        fewer margins are in ``(0, margin]`` (a data-dependent shortfall).
+        ``k`` larger than the number of margins raises ``ValueError`` unless
+        ``at_most=True``.
+    at_most : bool, default=False
+        Cap ``k`` at the number of margins instead of raising.
 
     Returns
     -------
@@ -547,7 +563,8 @@ def select_semi_hard(margins, margin, *, k=None):
     margin = check_positive_real(margin, "margin")
     if m.dtype.kind == "f" and np.isnan(m).any():
         raise ValueError("margins contains NaN.")
-    k = check_int(k, "k", min_value=1, allow_none=True)
+    if k is not None:
+        k = check_k(k, m.shape[0], at_most=at_most, what="margins")
     idx = np.flatnonzero((m > 0) & (m <= margin))
     if k is not None and k < idx.size:
         return idx[topk(m[idx], k, largest=False).indices]

@@ -169,6 +169,36 @@ def test_input_is_never_modified(rng):
     np.testing.assert_array_equal(x, before)
 
 
+@pytest.mark.parametrize("axis", [None, 1])
+def test_at_most_takes_all_instead_of_raising(axis, rng):
+    x = rng.standard_normal((3, 5))
+    n = x.size if axis is None else 5
+    with pytest.raises(ValueError, match=rf"k={n + 1} is larger than the number of scores "
+                                         rf"\({n}\); pass at_most=True"):
+        hnm.topk(x, n + 1, axis=axis)
+    assert_same(hnm.topk(x, n + 1, axis=axis, at_most=True),
+                reference_topk(x, 0, n, axis=axis))
+    empty = hnm.topk(np.empty(0), 3, at_most=True)
+    assert empty.indices.shape == (0,) and empty.indices.dtype == np.intp
+
+
+def test_check_k_is_the_one_how_many_rule():
+    from hnm._ranking import check_k, check_k_band
+    assert check_k(3, 5) == 3 and check_k(np.int64(5), 5) == 5
+    assert check_k(7, 5, at_most=True) == 5 and check_k(2, 0, at_most=True) == 0
+    with pytest.raises(ValueError, match=r"k=7 is larger than the number of rows \(5\); "
+                                         r"pass at_most=True to take all of them\."):
+        check_k(7, 5, what="rows")
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        check_k(0, 5, at_most=True)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        check_k(2.0, 5)
+    with pytest.raises(TypeError, match="at_most must be a bool"):
+        check_k(2, 5, at_most=None)
+    assert check_k_band(9, None, 4, at_most=True) == (0, 4)
+    assert check_k_band(None, (1, None), 4, at_most=True) == (1, 4)
+
+
 def test_larger_chunks_than_input_and_k_equals_n(rng):
     x = rng.standard_normal(100)
     assert_same(hnm.topk(x, 100, chunk_size=10**9), reference_topk(x, 0, 100))
@@ -280,6 +310,7 @@ from hnm.selection import (  # noqa: E402
     blend_easy,
     curriculum_window,
     difficulty_weights,
+    importance_sample,
     sample_by_difficulty,
     select_hardest,
     select_quantile_window,
@@ -318,8 +349,10 @@ def test_select_hardest_fraction_and_min_keep():
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(), ValueError, "exactly one of k and fraction"),
     (dict(k=3, fraction=0.5), ValueError, "exactly one of k and fraction"),
-    (dict(k=9), ValueError, "k=9 is larger than the 8"),
-    (dict(k=4, skip=5), ValueError, "k=4 is larger than the 3"),
+    (dict(k=9), ValueError, r"k=9 is larger than the number of examples left after "
+                            r"skipping the hardest 0 of 8 \(8\); pass at_most=True"),
+    (dict(k=4, skip=5), ValueError, r"k=4 is larger .* hardest 5 of 8 \(3\)"),
+    (dict(k=2, at_most="yes"), TypeError, "at_most must be a bool"),
     (dict(fraction=0.0), ValueError, "fraction must be in \\(0, 1\\]"),
     (dict(fraction=1.5), ValueError, "fraction must be in"),
     (dict(k=1, noise_fraction=1.0), ValueError, "noise_fraction must be in \\[0, 1\\)"),
@@ -329,6 +362,19 @@ def test_select_hardest_fraction_and_min_keep():
 def test_select_hardest_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         select_hardest(np.arange(8.0), **kwargs)
+
+
+def test_at_most_across_the_selection_api():
+    d = np.array([0.5, 3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(select_hardest(d, 9, skip=2, at_most=True), [2, 0])
+    assert select_hardest(d, 1, skip=4, at_most=True).size == 0
+    got = sample_by_difficulty(d, 9, noise_fraction=0.25, at_most=True, random_state=0)
+    np.testing.assert_array_equal(np.sort(got), [0, 2, 3])
+    idx, w = importance_sample(d, 9, at_most=True, random_state=0)
+    np.testing.assert_array_equal(idx, [0, 1, 2, 3])
+    np.testing.assert_array_equal(w, 1.0)
+    with pytest.raises(ValueError, match="k=9 is larger than the number of examples \\(4\\)"):
+        importance_sample(d, 9)
 
 
 def test_sample_by_difficulty_is_reproducible_and_without_replacement(rng):
@@ -367,7 +413,7 @@ def test_sample_by_difficulty_noise_guard_excludes_the_hardest(rng):
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(k=0), ValueError, "k must be >= 1"),
     (dict(k=11), ValueError, "k=11 is larger"),
-    (dict(k=10, noise_fraction=0.2), ValueError, "k=10 is larger than the 8"),
+    (dict(k=10, noise_fraction=0.2), ValueError, r"k=10 is larger .* dropped 2 of 10 \(8\)"),
     (dict(k=2, temperature=0), ValueError, "temperature must be a finite number > 0"),
     (dict(k=2, temperature=-1.0), ValueError, "temperature"),
     (dict(k=2, temperature=np.inf), ValueError, "temperature"),
@@ -413,7 +459,14 @@ def test_select_semi_hard_matches_reference(m, margin, data):
     inside = np.flatnonzero((m > 0) & (m <= margin))
     expected = inside[np.lexsort((inside, m[inside]))]
     k = data.draw(st.none() | st.integers(1, 120))
-    got = select_semi_hard(m, margin, k=k)
+    if k is not None and k > m.size:
+        # the static count is checked against the margins given, the filter's
+        # shortfall is not
+        with pytest.raises(ValueError, match=f"k={k} is larger than the number of margins"):
+            select_semi_hard(m, margin, k=k)
+        got = select_semi_hard(m, margin, k=k, at_most=True)
+    else:
+        got = select_semi_hard(m, margin, k=k)
     np.testing.assert_array_equal(got, expected[:k])
 
 
