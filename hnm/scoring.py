@@ -5,27 +5,23 @@ import warnings
 import numpy as np
 
 from . import _scoring
-from ._threads import openmp_max_threads
-from ._validation import (
-    as_working,
-    check_chunk_size,
-    check_option,
-    check_real_array,
-    is_native,
-    working_dtype,
-)
+from ._threads import resolve_n_jobs
+from ._validation import as_working, check_chunk_size, check_option, check_real_array
+from ._validation import is_native, working_dtype
 
 __all__ = ["difficulty", "MEASURES"]
 
 MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
-# Rows per kernel call: bounds the memory of converted chunks, lets Ctrl-C in.
+# Values (array elements) per kernel call: bounds the memory of converted
+# chunks, lets Ctrl-C in.
 DEFAULT_CHUNK_SIZE = 2**20
 # Integer labels spanning at most this many values are mapped with a lookup
 # table inside the kernel (no sort of y); others are encoded with np.unique.
 _MAX_TABLE = 2**20
 
 
-def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=None):
+def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=None,
+               n_jobs=None):
     """Difficulty of every example, higher is harder, in one pass over each row.
 
     Parameters
@@ -68,9 +64,14 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
         number ``n_classes`` (2 for a vector). A label of ``y_true`` not in
         ``labels`` raises ``ValueError``.
     chunk_size : int, optional
-        Rows per kernel call (default 2**20); inputs that need a conversion
+        Values (array elements) per unit of work, default 2**20: a chunk is
+        ``max(1, chunk_size // n_classes)`` rows. Inputs that need a conversion
         (other dtypes, non-contiguous layouts) are copied one chunk at a time,
-        so a memmap of any size is read in bounded memory.
+        so a memmap of any size is read in bounded memory. It changes speed and
+        memory only, never the result.
+    n_jobs : int, optional
+        Number of OpenMP threads; default: OpenMP's count (``OMP_NUM_THREADS``,
+        threadpoolctl limits). The result does not depend on it.
 
     Returns
     -------
@@ -110,6 +111,7 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     S = check_real_array(y_score, "y_score", max_ndim=2)
     n = S.shape[0]
     chunk_size = check_chunk_size(chunk_size, DEFAULT_CHUNK_SIZE)
+    n_threads = resolve_n_jobs(n_jobs)
     n_columns = S.shape[1] if S.ndim == 2 else 2
     if S.ndim == 2 and n_columns < (1 if measure == "entropy" else 2):
         raise ValueError(f"y_score needs at least {1 if measure == 'entropy' else 2} "
@@ -124,12 +126,13 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
     # OpenMP threads were measured 10x slower (page-fault contention)
     out.fill(0)
     code = _scoring.MEASURES[measure]
-    bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
+    bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size, n_threads)
     if check_seen and bad[0]:
         # the labels are not 0..n_columns-1 after all: encode them and score again
         y, y_min, table, check_seen = _encode(y_true, labels, n, n_columns, measure,
                                               S.ndim == 2, exact=True)
-        bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size)
+        bad, seen_all = _score(S, y, y_min, table, code, out, check_seen, chunk_size,
+                               n_threads)
     if bad[0]:
         raise ValueError(f"y_true has {bad[0]} label(s) not in labels.")
     if check_seen and n and seen_all != (1 << n_columns) - 1:
@@ -165,7 +168,7 @@ def _warn_if_probabilities(s, measure, chunk_size):
         UserWarning, stacklevel=3)
 
 
-def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
+def _score(S, y, y_min, table, code, out, check_seen, chunk_size, n_threads):
     """Run the kernel over row chunks of S into out; stop at the first chunk with
     invalid input. Returns the invalid counts and the bit set of columns seen."""
     n = S.shape[0]
@@ -177,7 +180,6 @@ def _score(S, y, y_min, table, code, out, check_seen, chunk_size):
     rows = max(1, chunk_size // n_columns)
     if native:
         rows *= 8  # read in place: larger calls, still interruptible
-    n_threads = openmp_max_threads()
     seen_all = 0
     for r0 in range(0, n, rows):
         block = S[r0:r0 + rows] if native else as_working(S[r0:r0 + rows], wdt, "y_score")

@@ -30,8 +30,10 @@ def test_matrix_scores_match_reference(n, C, dtype, measure, data):
     y = np.random.default_rng(seed).integers(0, C, n)
     chunk = data.draw(st.integers(1, 500))
     threads = data.draw(st.sampled_from([1, 2]))
+    n_jobs = data.draw(st.sampled_from([None, 1, 3]))
     with threadpool_limits(threads, user_api="openmp"):
-        got = difficulty(y, P, measure=measure, labels=np.arange(C), chunk_size=chunk)
+        got = difficulty(y, P, measure=measure, labels=np.arange(C), chunk_size=chunk,
+                         n_jobs=n_jobs)
     assert got.dtype == dtype and got.shape == (n,)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, refs_scoring.difficulty(y, P, measure, labels=np.arange(C)),
@@ -189,6 +191,8 @@ def test_inputs_are_not_modified(rng):
     ([0], [[1.0]], {}, ValueError, "at least 2 column"),
     (None, np.zeros((3, 0)), dict(measure="entropy"), ValueError, "at least 1 column"),
     ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(chunk_size=0), ValueError, "chunk_size"),
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(n_jobs=0), ValueError, "n_jobs must be >= 1"),
+    ([0, 1], [[0.5, 0.5], [0.2, 0.8]], dict(n_jobs=2.0), TypeError, "n_jobs must be an int"),
 ])
 def test_bad_input_names_the_argument(y, S, kwargs, exc, match):
     with pytest.raises(exc, match=match):
