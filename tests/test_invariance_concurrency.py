@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import hnm
+import refs_scoring
 from hnm import pairs as hnm_pairs
 from hnm._openmp_helpers import openmp_enabled, openmp_max_threads
 
@@ -124,7 +125,7 @@ def test_topk_threadpool_limits_1_vs_default():
 
 PROBA = rng.dirichlet(np.ones(5), size=1500)
 LABELS = rng.integers(0, 5, size=1500)
-MEASURES = ("margin", "log_loss", "hinge", "confidence", "entropy")
+MEASURES = hnm.scoring.MEASURES
 
 
 @needs_openmp
@@ -138,7 +139,12 @@ def test_difficulty_threads_and_chunks(measure, layout):
     labels = [0, 1] if layout == "binary" else None
     with omp_threads(1):
         ref = hnm.difficulty(y, S, measure=measure, labels=labels)
+    tol = 2e-6 if S.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ref, refs_scoring.difficulty(y, S, measure, labels=labels),
+                               rtol=tol, atol=tol)
     for n in THREADS:
+        assert_same(hnm.difficulty(y, S, measure=measure, labels=labels, n_jobs=n), ref,
+                    f"n_jobs={n}")
         with omp_threads(n):
             for cs in (1, 2, 3, 7, 64, 65, 320, 4096, None):
                 assert_same(hnm.difficulty(y, S, measure=measure, labels=labels,
