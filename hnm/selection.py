@@ -15,10 +15,10 @@ import math
 import numpy as np
 
 from . import _topk
-from ._threads import openmp_max_threads
+from ._threads import resolve_n_jobs
 from ._progress import progress_bar
 from ._sampling import inclusion_probabilities
-from ._ranking import check_k, check_k_band, merge_knn_results, n_noise as _n_noise
+from ._ranking import check_k, check_k_band, merge_knn_results, n_noise
 from sklearn.utils import check_random_state
 
 from ._validation import (
@@ -72,7 +72,7 @@ _CHUNKS_PER_CALL = 8
 
 
 def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
-         nan_policy="raise", progress=False, at_most=False):
+         nan_policy="raise", progress=False, at_most=False, n_jobs=None):
     """Select the ``k`` largest (or smallest) scores, streaming, ties by smaller index.
 
     Every score is read exactly once and the extra memory is O(k + chunk_size)
@@ -115,8 +115,11 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     progress : bool, default=False
         Show a progress bar (tqdm, on stderr) over the scores read.
     at_most : bool, default=False
-        Take ``min(k, n)`` scores instead of raising when ``k > n``. Applies to
-        ``k``; a ``band`` whose ``stop`` exceeds ``n`` still raises.
+        Take ``min(k, n)`` scores instead of raising when ``k > n``; a
+        ``band`` whose ``stop`` exceeds ``n`` is cut at ``n`` (possibly empty).
+    n_jobs : int, optional
+        Number of OpenMP threads; default: OpenMP's count (``OMP_NUM_THREADS``,
+        threadpoolctl limits). It changes speed only, never the result.
 
     Returns
     -------
@@ -147,6 +150,7 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         raise TypeError(f"largest must be a bool, got {largest!r}.")
     nan_policy = check_option(nan_policy, "nan_policy", ("raise", "omit"))
     chunk_size = check_chunk_size(chunk_size, DEFAULT_CHUNK_SIZE)
+    n_jobs = resolve_n_jobs(n_jobs)
     if axis is not None:
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"axis must be None or an integer, got {axis!r}.")
@@ -169,10 +173,12 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     sign = wdt.type(1 if largest else -1)
     if axis is None:
         with progress_bar(progress, x.size, "topk", "scores") as bar:
-            keys, idx, n_nan = _topk_flat(x, stop, sign, wdt, chunk_size, nan_policy, bar)
+            keys, idx, n_nan = _topk_flat(x, stop, sign, wdt, chunk_size, nan_policy, bar,
+                                          n_jobs)
     else:
         with progress_bar(progress, x.shape[0], "topk", "rows") as bar:
-            keys, idx, n_nan = _topk_rows(x, stop, sign, wdt, chunk_size, nan_policy, bar)
+            keys, idx, n_nan = _topk_rows(x, stop, sign, wdt, chunk_size, nan_policy, bar,
+                                          n_jobs)
     if n_nan and nan_policy == "raise":
         raise ValueError(
             "scores contains NaN; pass nan_policy='omit' to never select NaN scores."
@@ -188,12 +194,12 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
     return TopK(keys, idx)
 
 
-def _n_threads(n_units):
-    return max(1, min(openmp_max_threads(), n_units))
+def _n_threads(n_jobs, n_units):
+    return max(1, min(n_jobs, n_units))
 
 
-def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy, bar):
-    n_threads = _n_threads(math.ceil(x.size / chunk_size))
+def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy, bar, n_jobs):
+    n_threads = _n_threads(n_jobs, math.ceil(x.size / chunk_size))
     keys = np.empty((n_threads, k), dtype=wdt)
     idx = np.empty((n_threads, k), dtype=np.intp)
     sizes = np.zeros(n_threads, dtype=np.intp)
@@ -226,21 +232,21 @@ def _topk_flat(x, k, sign, wdt, chunk_size, nan_policy, bar):
     return keys, idx, n_nan
 
 
-def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
+def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar, n_jobs):
     n_rows, n_cols = x.shape
     keys = np.empty((n_rows, k), dtype=wdt)
     idx = np.empty((n_rows, k), dtype=np.intp)
     counts = np.empty(n_rows, dtype=np.intp)
     n_nan = 0
     native = is_native(x) and x.flags.c_contiguous
-    n_threads = _n_threads(n_rows)
+    n_threads = _n_threads(n_jobs, n_rows)
     rows = max(1, chunk_size // max(n_cols, 1))
     if native:  # no copy, so larger calls: a few chunks per thread
         rows *= n_threads * _CHUNKS_PER_CALL
     for r0 in range(0, n_rows, rows):
         block = x[r0:r0 + rows] if native else as_working(x[r0:r0 + rows], wdt, "scores")
         n_nan += _topk.topk_rows(block, sign, keys[r0:r0 + rows], idx[r0:r0 + rows],
-                                 counts[r0:r0 + rows], _n_threads(block.shape[0]))
+                                 counts[r0:r0 + rows], _n_threads(n_jobs, block.shape[0]))
         bar.update(block.shape[0])
         if n_nan and nan_policy == "raise":
             break
@@ -253,43 +259,52 @@ def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar):
     return keys, idx, n_nan
 
 
-def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
+def select_hardest(difficulty, k=None, *, fraction=None, band=None, min_keep=1,
                    noise_fraction=0.0, at_most=False):
-    """Indices of the hardest examples (OHEM), optionally past a rank band or noise guard.
+    """Indices of the hardest examples (OHEM), optionally a rank band past a noise guard.
 
     Online hard example mining (Shrivastava et al., 2016) keeps the top-k losses of
     each batch. Because the very hardest examples are disproportionately label
-    noise or false negatives, two guards skip ranks first: ``noise_fraction``
-    drops the hardest ``floor(noise_fraction * n)`` (suspected label errors) and
-    ``skip`` drops that many more, so ``k=400, skip=100`` selects ranks 101-500,
-    the band Meta's embedding-based retrieval found best (Huang et al., 2020).
+    noise or false negatives, ranks can be skipped first: ``noise_fraction``
+    drops the hardest ``floor(noise_fraction * n)`` (suspected label errors), and
+    ``band=(start, stop)`` selects ranks ``start .. stop-1`` of what is left, so
+    ``band=(100, 500)`` selects ranks 101-500 (1-based), the band Meta's
+    embedding-based retrieval found best (Huang et al., 2020).
 
     Parameters
     ----------
     difficulty : array-like of shape (n,)
         Higher is harder. NaN raises ``ValueError``. May be an ``np.memmap``.
     k : int, optional
-        How many to select. Exactly one of ``k`` and ``fraction``.
+        How many to select: the ``k`` hardest left after the noise guard.
+        Exactly one of ``k``, ``fraction`` and ``band``.
     fraction : float in (0, 1], optional
         Select ``ceil(fraction * n)`` examples (at least ``min_keep``), capped at
-        the number left after the guards.
+        the number left after the noise guard.
+    band : tuple of (int, int or None), optional
+        ``(start, stop)``: the ranks ``start .. stop-1`` (0-based, hardest
+        first) counted after the noise guard; ``stop=None`` means to the end.
     min_keep : int, default=1
         Lower bound on the number selected with ``fraction``.
-    skip : int, default=0
-        Ranks to skip after the noise guard (the start of a rank band).
     noise_fraction : float in [0, 1), default=0.0
         Drop the hardest ``floor(noise_fraction * n)`` examples as suspected
         label noise before selecting. A fraction of all ``n`` examples, not of
         ``k``: with ``n=100_000``, ``noise_fraction=0.01`` skips the 1000
         hardest whatever ``k`` is, and ``k`` are then taken from rank 1001 on.
     at_most : bool, default=False
-        With ``k``: take all that are left when fewer than ``k`` are, instead
-        of raising ``ValueError``.
+        Take what is left when fewer than ``k`` examples (or than a band's
+        ``stop``) remain after the noise guard, instead of raising
+        ``ValueError``; the result may then be shorter, or empty.
 
     Returns
     -------
     indices : ndarray of shape (n_selected,)
         Hardest first; ties by smaller index.
+
+    See Also
+    --------
+    topk : The streaming selection underneath.
+    sample_by_difficulty : A random draw favouring hard examples instead.
 
     Examples
     --------
@@ -298,28 +313,29 @@ def select_hardest(difficulty, k=None, *, fraction=None, min_keep=1, skip=0,
     >>> losses = np.array([0.2, 9.0, 1.5, 0.1, 3.0, 2.5])
     >>> select_hardest(losses, 2)
     array([1, 4])
-    >>> select_hardest(losses, 2, skip=1)          # ranks 2-3: skip the hardest
+    >>> select_hardest(losses, band=(1, 3))       # ranks 1-2: skip the hardest
     array([4, 5])
     >>> select_hardest(losses, fraction=0.5, noise_fraction=0.2)  # floor(0.2 * 6) = 1 dropped
     array([4, 5, 2])
+    >>> select_hardest(losses, band=(4, 10), at_most=True)
+    array([0, 3])
     """
     d = check_real_array(difficulty, "difficulty", max_ndim=1)
     n = d.shape[0]
-    skip = check_int(skip, "skip", min_value=0)
-    start = _n_noise(noise_fraction, n) + skip
-    available = max(n - start, 0)
-    if (k is None) == (fraction is None):
-        raise ValueError("Pass exactly one of k and fraction.")
-    if k is not None:
-        k = check_k(k, available, at_most=at_most,
-                    what=f"examples left after skipping the hardest {start} of {n}")
-    else:
+    guard = n_noise(noise_fraction, n)
+    available = n - guard
+    if sum(arg is not None for arg in (k, fraction, band)) != 1:
+        raise ValueError("Pass exactly one of k, fraction and band.")
+    what = f"examples left after the noise guard dropped {guard} of {n}"
+    if fraction is not None:
         fraction = check_fraction(fraction, "fraction")
         min_keep = check_int(min_keep, "min_keep", min_value=0)
-        k = min(max(math.ceil(fraction * n), min_keep), available)
-    if k == 0:
+        start, stop = 0, min(max(math.ceil(fraction * n), min_keep), available)
+    else:
+        start, stop = check_k_band(k, band, available, what, at_most=at_most)
+    if start >= stop:
         return np.empty(0, dtype=np.intp)
-    return _top_difficulty(d, (start, start + k))
+    return _top_difficulty(d, (guard + start, guard + stop))
 
 
 def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
@@ -372,15 +388,15 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
     d = check_finite_1d(difficulty, "difficulty")
     n = d.shape[0]
     temperature = check_positive_real(temperature, "temperature")
-    n_noise = _n_noise(noise_fraction, n)
-    k = check_k(k, n - n_noise, at_most=at_most,
-                what=f"examples left after the noise guard dropped {n_noise} of {n}")
+    guard = n_noise(noise_fraction, n)
+    k = check_k(k, n - guard, at_most=at_most,
+                what=f"examples left after the noise guard dropped {guard} of {n}")
     if k == 0:
         return np.empty(0, dtype=np.intp)
     rng = check_random_state(random_state)
     keys = d.astype(np.float64) / temperature + rng.gumbel(size=n)
-    if n_noise:
-        keys[topk(d, n_noise).indices] = -np.inf
+    if guard:
+        keys[topk(d, guard).indices] = -np.inf
     return topk(keys, k).indices
 
 
