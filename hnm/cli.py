@@ -248,6 +248,7 @@ def build_parser():
     ('topk', 10)
     """
     from . import __version__
+    from .scoring import MEASURES
 
     parser = argparse.ArgumentParser(
         prog="hnm", description="Hard negative and hard example mining.",
@@ -287,7 +288,7 @@ def build_parser():
     sc.add_argument("y_true", help=".npy file of labels, shape (n,)")
     sc.add_argument("y_score", help=".npy file of scores, shape (n,) or (n, n_classes)")
     sc.add_argument("--measure", default="margin",
-                    choices=["margin", "log_loss", "hinge", "confidence", "entropy"],
+                    choices=MEASURES,
                     help="difficulty measure (default: margin)")
     sc.add_argument("--labels", nargs="+",
                     help="class label of each score column (default: 0 .. n_classes-1)")
