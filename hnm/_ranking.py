@@ -46,34 +46,45 @@ def check_k(k, available, *, at_most=False, what="scores"):
 
 def check_k_band(k, band, n, what="scores", *, at_most=False):
     """Return the rank window ``(start, stop)`` asked for by ``k`` (see
-    :func:`check_k`, ``at_most`` applies to it) or ``band``; ``what`` names the
+    :func:`check_k`) or ``band`` (see :func:`check_band`); ``what`` names the
     ``n`` things ranked in the messages."""
     if (k is None) == (band is None):
         raise ValueError("Pass exactly one of k and band.")
     if k is not None:
         return 0, check_k(k, n, at_most=at_most, what=what)
-    return check_band(band, n, what)
+    return check_band(band, n, what, at_most=at_most)
 
 
-def check_band(band, n=None, what="scores", *, default_length=None):
+def check_band(band, n=None, what="scores", *, default_length=None, at_most=False):
     """Return ``(start, stop)`` for ``band``. ``stop=None`` means ``n``, or
     ``start + default_length`` if that is given; with ``n``, a ``stop`` beyond
-    it raises (``what`` names the ``n`` things ranked)."""
+    it raises (``what`` names the ``n`` things ranked), unless ``at_most``:
+    then the window is cut at ``n`` (and may be empty, ``start == stop``)."""
     try:
         start, stop = band
     except (TypeError, ValueError):
         raise TypeError(f"band must be a (start, stop) pair, got {band!r}.") from None
     start = check_int(start, "band start", min_value=0)
+    if not isinstance(at_most, (bool, np.bool_)):
+        raise TypeError(f"at_most must be a bool, got {at_most!r}.")
+    explicit = stop is not None or default_length is not None
     if stop is not None:
         stop = check_int(stop, "band stop", min_value=1)
     elif default_length is not None:
         stop = start + default_length
     else:
         stop = n
-    if n is not None and stop > n:
-        raise ValueError(f"band stop={stop} is larger than the number of {what} ({n}).")
-    if start >= stop:
+    # (stop stays None without n: "to the end"); a band "to the end" that starts
+    # past the end is empty with at_most, an explicit start >= stop never valid
+    if stop is not None and start >= stop and (explicit or not at_most):
         raise ValueError(f"band must have start < stop, got ({start}, {stop}).")
+    if n is not None and stop > n:
+        if not at_most:
+            raise ValueError(f"band stop={stop} is larger than the number of {what} ({n}); "
+                             "pass at_most=True to cut the band there.")
+        stop = n
+    if stop is not None:
+        start = min(start, stop)
     return start, stop
 
 

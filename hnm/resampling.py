@@ -405,12 +405,13 @@ class HardNegativeResampler(BaseUnderSampler):
         if self.selection == "hardest" and suspect is None:
             # ranks n_noise .. are the pool's hardest: topk breaks ties the same way
             n_hard = min(n_hard, max(pool.size - self.skip, 0))
-            hard = (select_hardest(d, n_hard, skip=n_noise + self.skip) if n_hard
+            start = n_noise + self.skip
+            hard = (select_hardest(d, band=(start, start + n_hard)) if n_hard
                     else np.empty(0, dtype=np.intp))
             w_hard = np.ones(hard.size)
         elif self.selection == "hardest":
             n_hard = min(n_hard, max(pool.size - self.skip, 0))
-            hard = (pool[select_hardest(d[pool], n_hard, skip=self.skip)] if n_hard
+            hard = (pool[select_hardest(d[pool], band=(self.skip, self.skip + n_hard))] if n_hard
                     else np.empty(0, dtype=np.intp))
             w_hard = np.ones(hard.size)
         else:

@@ -331,10 +331,20 @@ def ranking(d):
 def test_select_hardest_is_a_band_of_the_ranking(d, data):
     q = data.draw(st.sampled_from([0.0, 0.05, 0.3]))
     n_noise = int(q * d.size)
-    skip = data.draw(st.integers(0, d.size - n_noise - 1))
-    k = data.draw(st.integers(1, d.size - n_noise - skip))
-    got = select_hardest(d, k, skip=skip, noise_fraction=q)
-    np.testing.assert_array_equal(got, ranking(d)[n_noise + skip:n_noise + skip + k])
+    left = d.size - n_noise
+    k = data.draw(st.integers(1, left))
+    np.testing.assert_array_equal(select_hardest(d, k, noise_fraction=q),
+                                  ranking(d)[n_noise:n_noise + k])
+    start = data.draw(st.integers(0, left - 1))
+    stop = data.draw(st.none() | st.integers(start + 1, left))
+    got = select_hardest(d, band=(start, stop), noise_fraction=q)
+    end = d.size if stop is None else n_noise + stop
+    np.testing.assert_array_equal(got, ranking(d)[n_noise + start:end])
+    # at_most: the band cut at what is left, possibly empty
+    start = data.draw(st.integers(0, left + 3))
+    stop = data.draw(st.integers(start + 1, left + 5))
+    got = select_hardest(d, band=(start, stop), noise_fraction=q, at_most=True)
+    np.testing.assert_array_equal(got, ranking(d)[n_noise + start:n_noise + stop])
 
 
 def test_select_hardest_fraction_and_min_keep():
@@ -342,21 +352,28 @@ def test_select_hardest_fraction_and_min_keep():
     np.testing.assert_array_equal(select_hardest(d, fraction=0.031), [99, 98, 97, 96])
     assert select_hardest(d, fraction=0.01, min_keep=5).size == 5
     # the fraction is capped by what the guards leave
-    assert select_hardest(d, fraction=1.0, noise_fraction=0.1, skip=5).size == 85
-    assert select_hardest(d, fraction=0.5, skip=100).size == 0
+    assert select_hardest(d, fraction=1.0, noise_fraction=0.1).size == 90
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(), ValueError, "exactly one of k and fraction"),
-    (dict(k=3, fraction=0.5), ValueError, "exactly one of k and fraction"),
+    (dict(), ValueError, "exactly one of k, fraction and band"),
+    (dict(k=3, fraction=0.5), ValueError, "exactly one of k, fraction and band"),
+    (dict(k=3, band=(0, 3)), ValueError, "exactly one of k, fraction and band"),
+    (dict(fraction=0.5, band=(0, 3)), ValueError, "exactly one of k, fraction and band"),
     (dict(k=9), ValueError, r"k=9 is larger than the number of examples left after "
-                            r"skipping the hardest 0 of 8 \(8\); pass at_most=True"),
-    (dict(k=4, skip=5), ValueError, r"k=4 is larger .* hardest 5 of 8 \(3\)"),
+                            r"the noise guard dropped 0 of 8 \(8\); pass at_most=True"),
+    (dict(k=7, noise_fraction=0.25), ValueError, r"k=7 is larger .* dropped 2 of 8 \(6\)"),
+    (dict(band=(1, 7), noise_fraction=0.25), ValueError,
+     r"band stop=7 is larger than the number of examples left after the noise guard "
+     r"dropped 2 of 8 \(6\); pass at_most=True"),
+    (dict(band=(6, None), noise_fraction=0.25), ValueError, r"start < stop, got \(6, 6\)"),
+    (dict(band=(3, 3), at_most=True), ValueError, r"start < stop, got \(3, 3\)"),
+    (dict(band=(-1, 3)), ValueError, "band start must be >= 0"),
+    (dict(band=3), TypeError, "band must be a \(start, stop\) pair"),
     (dict(k=2, at_most="yes"), TypeError, "at_most must be a bool"),
     (dict(fraction=0.0), ValueError, "fraction must be in \\(0, 1\\]"),
     (dict(fraction=1.5), ValueError, "fraction must be in"),
     (dict(k=1, noise_fraction=1.0), ValueError, "noise_fraction must be in \\[0, 1\\)"),
-    (dict(k=1, skip=-1), ValueError, "skip must be >= 0"),
     (dict(fraction=0.5, min_keep=-1), ValueError, "min_keep must be >= 0"),
 ])
 def test_select_hardest_bad_arguments(kwargs, exc, match):
@@ -366,8 +383,10 @@ def test_select_hardest_bad_arguments(kwargs, exc, match):
 
 def test_at_most_across_the_selection_api():
     d = np.array([0.5, 3.0, 1.0, 2.0])
-    np.testing.assert_array_equal(select_hardest(d, 9, skip=2, at_most=True), [2, 0])
-    assert select_hardest(d, 1, skip=4, at_most=True).size == 0
+    np.testing.assert_array_equal(select_hardest(d, 9, at_most=True), [1, 3, 2, 0])
+    np.testing.assert_array_equal(select_hardest(d, band=(2, 9), at_most=True), [2, 0])
+    assert select_hardest(d, band=(4, None), at_most=True).size == 0
+    np.testing.assert_array_equal(hnm.topk(d, band=(3, 8), at_most=True).indices, [0])
     got = sample_by_difficulty(d, 9, noise_fraction=0.25, at_most=True, random_state=0)
     np.testing.assert_array_equal(np.sort(got), [0, 2, 3])
     idx, w = importance_sample(d, 9, at_most=True, random_state=0)
