@@ -744,13 +744,16 @@ SEL_D_SPECIAL[[4, 11]] = -np.inf
 SEL_D_SPECIAL[13] = -0.0
 
 
-def ref_select_hardest(d, k=None, *, fraction=None, min_keep=1, skip=0, noise_fraction=0.0):
+def ref_select_hardest(d, k=None, *, fraction=None, band=None, min_keep=1, noise_fraction=0.0):
     a = clean64(d)
     n = a.size
-    start = int(noise_fraction * n) + skip
-    if k is None:
-        k = min(max(math.ceil(fraction * n), min_keep), max(n - start, 0))
-    return np.lexsort((np.arange(n), -a))[start:start + k]
+    guard = int(noise_fraction * n)
+    if band is not None:
+        start, stop = band[0], n - guard if band[1] is None else band[1]
+    else:
+        start, stop = 0, k if k is not None else min(max(math.ceil(fraction * n), min_keep),
+                                                      n - guard)
+    return np.lexsort((np.arange(n), -a))[guard + start:guard + stop]
 
 
 def ref_sample_by_difficulty(d, k, *, temperature=1.0, noise_fraction=0.0, random_state=None):
@@ -807,7 +810,9 @@ def _sel_check(fn, ref, d, *args, exact=True, **kw):
 SEL_FUNCS = {
     "select_hardest_k5": (sel.select_hardest, ref_select_hardest, (5,), {}),
     "select_hardest_fraction": (sel.select_hardest, ref_select_hardest, (),
-                                dict(fraction=0.3, noise_fraction=0.1, skip=1)),
+                                dict(fraction=0.3, noise_fraction=0.1)),
+    "select_hardest_band": (sel.select_hardest, ref_select_hardest, (),
+                            dict(band=(1, 7), noise_fraction=0.1)),
     "sample_by_difficulty": (sel.sample_by_difficulty, ref_sample_by_difficulty, (5,),
                              dict(temperature=2.0, random_state=0)),
     "sample_by_difficulty_noise": (sel.sample_by_difficulty, ref_sample_by_difficulty, (4,),
@@ -1452,7 +1457,10 @@ E("select_hardest/k_and_fraction", ValueError, "fraction", sel.select_hardest, _
 E("select_hardest/neither", ValueError, "fraction", sel.select_hardest, _x)
 for _k, _exc in ((0, ValueError), (11, ValueError), (True, TypeError), (2.0, TypeError)):
     E(f"select_hardest/k={_k!r}", _exc, "k", sel.select_hardest, _x, _k)
-E("select_hardest/k_past_skip", ValueError, "k", sel.select_hardest, _x, 5, skip=6)
+E("select_hardest/k_past_guard", ValueError, "k", sel.select_hardest, _x, 5, noise_fraction=0.6)
+E("select_hardest/band_past_guard", ValueError, "band", sel.select_hardest, _x, band=(1, 5),
+  noise_fraction=0.6)
+E("select_hardest/k_and_band", ValueError, "band", sel.select_hardest, _x, 2, band=(0, 2))
 E("select_hardest/empty_k1", ValueError, "k", sel.select_hardest, np.zeros(0), 1)
 for _f, _exc in ((0, ValueError), (1.5, ValueError), (np.nan, ValueError), (True, TypeError),
                  ("0.5", TypeError)):
@@ -1460,8 +1468,9 @@ for _f, _exc in ((0, ValueError), (1.5, ValueError), (np.nan, ValueError), (True
 for _mk, _exc in ((-1, ValueError), (True, TypeError), (1.0, TypeError)):
     E(f"select_hardest/min_keep={_mk!r}", _exc, "min_keep", sel.select_hardest, _x,
       fraction=0.5, min_keep=_mk)
-for _s, _exc in ((-1, ValueError), (True, TypeError), (1.5, TypeError)):
-    E(f"select_hardest/skip={_s!r}", _exc, "skip", sel.select_hardest, _x, 1, skip=_s)
+for _b, _exc in (((-1, 3), ValueError), ((True, 3), TypeError), ((1.5, 3), TypeError),
+                 ((0, 11), ValueError), ((3, 3), ValueError), (3, TypeError)):
+    E(f"select_hardest/band={_b!r}", _exc, "band", sel.select_hardest, _x, band=_b)
 for _nf, _exc in ((1.0, ValueError), (-0.1, ValueError), (np.nan, ValueError),
                   ("x", TypeError), (True, TypeError)):
     E(f"select_hardest/noise_fraction={_nf!r}", _exc, "noise_fraction", sel.select_hardest,
