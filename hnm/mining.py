@@ -715,15 +715,15 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             allowed = dc <= np.quantile(dc, high)
             hard_pool, dc = candidates[allowed], dc[allowed]
         if self.selection == "hardest":
-            picked = select_hardest(dc, fraction=1.0, min_keep=0, skip=self.skip,
-                                    noise_fraction=noise_fraction)[:n_hard]
+            picked = select_hardest(dc, band=(self.skip, self.skip + n_hard), at_most=True,
+                                    noise_fraction=noise_fraction)
         elif self.selection == "sample":
             left = dc.size - int(noise_fraction * dc.size)
             picked = (sample_by_difficulty(dc, min(n_hard, left), temperature=self.temperature,
                                            noise_fraction=noise_fraction,
                                            random_state=rng) if left else dc[:0])
         else:  # semi_hard: margin = -difficulty
-            picked = select_semi_hard(-dc, self.semi_hard_margin, k=n_hard)
+            picked = select_semi_hard(-dc, self.semi_hard_margin, k=n_hard, at_most=True)
         hard = hard_pool[picked]
         n_easy = min(n_new - n_hard, candidates.size - hard.size) if self.easy_ratio else 0
         if n_easy <= 0:
