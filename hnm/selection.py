@@ -742,8 +742,10 @@ def difficulty_weights(difficulty, *, method="power", gamma=2.0, temperature=1.0
     d = check_finite_1d(difficulty, "difficulty").astype(np.float64)
     method = check_option(method, "method", ("power", "softmax"))
     min_weight = check_fraction(min_weight, "min_weight", low_open=False, high_open=True)
+    # both checked whatever the method: the same bad input, the same error
+    gamma = check_positive_real(gamma, "gamma", allow_zero=True)
+    temperature = check_positive_real(temperature, "temperature")
     if method == "power":
-        gamma = check_positive_real(gamma, "gamma", allow_zero=True)
         if d.size and d.min() < 0:
             raise ValueError("difficulty must be >= 0 for method='power'; "
                              "use method='softmax' for signed difficulties.")
@@ -751,7 +753,6 @@ def difficulty_weights(difficulty, *, method="power", gamma=2.0, temperature=1.0
         # scaled by the largest first (the weights are relative): no overflow
         w = (d / top) ** gamma if top > 0 else d ** gamma
     else:
-        temperature = check_positive_real(temperature, "temperature")
         # shifted by the largest: exp never overflows, and the largest weighs 1
         w = np.exp((d - d.max()) / temperature) if d.size else d
     mean = w.mean() if w.size else 0.0
