@@ -88,7 +88,10 @@ def _per_query(value, n_q, dtype):
             raise ValueError("max_score must not be NaN.")
         return np.full(n_q, value, dtype=dtype)
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf" or arr.shape != (n_q,):
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"max_score must be a number or an array of numbers, "
+                        f"got dtype {arr.dtype}.")
+    if arr.shape != (n_q,):
         raise ValueError(f"max_score must be a number or an array of shape ({n_q},).")
     if np.isnan(arr).any():
         raise ValueError("max_score must not be NaN.")
