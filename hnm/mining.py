@@ -264,7 +264,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "semi_hard_margin": [Interval(Real, 0, None, closed="neither")],
         "easy_ratio": [Interval(Real, 0, None, closed="left")],
-        "hard_threshold": [Real, None],
+        "hard_threshold": [Interval(Real, None, None, closed="neither"), None],  # not NaN
         "schedule": [StrOptions({"hard", "curriculum"})],
         "pacing": [StrOptions({"linear", "root", "geometric"}), callable],
         "weighting": [StrOptions({"power", "softmax"}), None],
@@ -732,7 +732,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return rng.choice(candidates, size=n_easy, replace=False)
         # candidates are sorted, so positions in it map back with searchsorted
         local = np.searchsorted(candidates, hard)
-        blend = blend_easy(local, candidates.size, n_easy / hard.size, random_state=rng)
+        blend = blend_easy(local, candidates.size, n_easy, random_state=rng)
         return candidates[blend.indices]
 
     # ------------------------------------------------------- shared helpers
