@@ -932,7 +932,7 @@ def mine_hard_negatives(dataset, model, anchor_column_name=None, positive_column
     if margin is not None:
         warnings.warn("margin is deprecated in sentence-transformers: use absolute_margin.",
                       FutureWarning, stacklevel=2)
-        absolute_margin = margin
+        absolute_margin = _check_optional_real(margin, "margin")
     absolute_margin = _check_optional_real(absolute_margin, "absolute_margin")
     relative_margin = _check_optional_real(relative_margin, "relative_margin")
     max_score = _check_optional_real(max_score, "max_score")
