@@ -438,8 +438,7 @@ class HardNegativeResampler(BaseUnderSampler):
             easy = rng.choice(n, size=n_easy, replace=False)
         else:
             # the guarded examples go in as already taken, so no easy draw is one of them
-            easy = blend_easy(taken, n, n_easy / taken.size, random_state=rng).indices[
-                taken.size:]
+            easy = blend_easy(taken, n, n_easy, random_state=rng).indices[taken.size:]
         # the easy ones are a uniform draw from what the hard ones and the guard left
         w_easy = np.full(easy.size, (n - taken.size) / easy.size)
         return (np.concatenate([hard, easy]), np.concatenate([why, np.full(easy.size, "easy")]),

@@ -484,12 +484,13 @@ def importance_sample(difficulty, k, *, uniform_mix=0.5, stratify=True, random_s
     return picked, 1.0 / pi[picked]
 
 
-def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
-    """Add ``easy_ratio`` random other examples per hard one.
+def blend_easy(hard_indices, n_samples, k, *, at_most=False, random_state=None):
+    """Add ``k`` random other ("easy") examples to the hard ones.
 
     Hard-only training can hurt: Meta's embedding-based retrieval found that
     blending random ("easy") negatives with hard ones beat either alone, with
-    recall saturating around easy:hard = 100:1 (Huang et al., 2020).
+    recall saturating around easy:hard = 100:1 (Huang et al., 2020): for a
+    ratio, pass ``k=round(ratio * len(hard_indices))``.
 
     Parameters
     ----------
@@ -497,9 +498,12 @@ def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
         Distinct indices in ``[0, n_samples)``, e.g. from :func:`select_hardest`.
     n_samples : int
         Size of the pool the indices refer to.
-    easy_ratio : float >= 0
-        Easy examples per hard one; ``round(easy_ratio * n_hard)`` are drawn
-        uniformly without replacement from the examples not in ``hard_indices``.
+    k : int >= 0
+        How many easy examples to add, drawn uniformly without replacement
+        from the examples not in ``hard_indices`` (0 adds none). More than
+        there are raises ``ValueError`` unless ``at_most=True``.
+    at_most : bool, default=False
+        Add all the other examples when fewer than ``k`` are left.
     random_state : int, RandomState instance or None
 
     Returns
@@ -511,9 +515,14 @@ def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
     Examples
     --------
     >>> from hnm.selection import blend_easy
-    >>> blend = blend_easy([7, 2], 10, easy_ratio=1.5, random_state=0)
+    >>> blend = blend_easy([7, 2], 10, 3, random_state=0)
     >>> blend.indices[:2], blend.is_hard.tolist()
     (array([7, 2]), [True, True, False, False, False])
+
+    See Also
+    --------
+    select_hardest : The hard indices.
+    hnm.HardNegativeResampler : Blends easy negatives per class (``easy_ratio``).
     """
     n_samples = check_int(n_samples, "n_samples", min_value=0)
     hard = np.asarray(hard_indices)
@@ -526,15 +535,11 @@ def blend_easy(hard_indices, n_samples, easy_ratio, *, random_state=None):
     is_pool[hard] = False
     if n_samples - int(is_pool.sum()) != hard.size:
         raise ValueError("hard_indices contains duplicates.")
-    easy_ratio = check_positive_real(easy_ratio, "easy_ratio", allow_zero=True)
-    n_easy = int(round(easy_ratio * hard.size))
     pool = np.flatnonzero(is_pool)
-    if n_easy > pool.size:
-        raise ValueError(
-            f"easy_ratio={easy_ratio:g} asks for {n_easy} easy examples but only "
-            f"{pool.size} are not hard."
-        )
-    easy = check_random_state(random_state).choice(pool, size=n_easy, replace=False)
+    # k=0 is a blend without easy examples; any other count follows the k rule
+    if check_int(k, "k", min_value=0):
+        k = check_k(k, pool.size, at_most=at_most, what="examples not in hard_indices")
+    easy = check_random_state(random_state).choice(pool, size=k, replace=False)
     indices = np.concatenate([hard, easy.astype(np.intp)])
     is_hard = np.zeros(indices.size, dtype=bool)
     is_hard[: hard.size] = True

@@ -448,24 +448,28 @@ def test_sample_by_difficulty_refuses_non_finite():
 
 
 def test_blend_easy_adds_distinct_easy_examples():
-    b = blend_easy(np.array([3, 9, 4]), 50, easy_ratio=4, random_state=0)
+    b = blend_easy(np.array([3, 9, 4]), 50, 12, random_state=0)
     assert b.indices.size == 15 and b.is_hard.sum() == 3
     np.testing.assert_array_equal(b.indices[:3], [3, 9, 4])
     assert np.unique(b.indices).size == 15
     assert not np.isin(b.indices[3:], [3, 9, 4]).any()
     np.testing.assert_array_equal(
-        b.indices, blend_easy([3, 9, 4], 50, easy_ratio=4, random_state=0).indices)
+        b.indices, blend_easy([3, 9, 4], 50, 12, random_state=0).indices)
     assert blend_easy([1], 5, 0).indices.tolist() == [1]
-    assert blend_easy([], 5, 3.0).indices.size == 0
+    assert blend_easy([], 5, 3).indices.size == 3
+    # at_most: every other example when fewer than k are left
+    assert sorted(blend_easy([1], 5, 9, at_most=True).indices.tolist()) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("args, exc, match", [
-    (([1, 1], 10, 1.0), ValueError, "duplicates"),
-    (([1, 10], 10, 1.0), ValueError, "must lie in \\[0, 10\\)"),
-    (([-1], 10, 1.0), ValueError, "must lie in"),
-    (([1, 2], 10, -0.5), ValueError, "easy_ratio must be a finite number >= 0"),
-    (([1, 2], 10, 5.0), ValueError, "asks for 10 easy examples but only 8"),
-    (([0.5], 10, 1.0), TypeError, "integers"),
+    (([1, 1], 10, 1), ValueError, "duplicates"),
+    (([1, 10], 10, 1), ValueError, "must lie in \\[0, 10\\)"),
+    (([-1], 10, 1), ValueError, "must lie in"),
+    (([1, 2], 10, -1), ValueError, "k must be >= 0"),
+    (([1, 2], 10, 0.5), TypeError, "k must be an integer"),
+    (([1, 2], 10, 9), ValueError, r"k=9 is larger than the number of examples not in "
+                                  r"hard_indices \(8\); pass at_most=True"),
+    (([0.5], 10, 1), TypeError, "integers"),
 ])
 def test_blend_easy_bad_arguments(args, exc, match):
     with pytest.raises(exc, match=match):
