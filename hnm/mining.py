@@ -732,7 +732,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return rng.choice(candidates, size=n_easy, replace=False)
         # candidates are sorted, so positions in it map back with searchsorted
         local = np.searchsorted(candidates, hard)
-        blend = blend_easy(local, candidates.size, n_easy / hard.size, random_state=rng)
+        blend = blend_easy(local, candidates.size, n_easy, random_state=rng)
         return candidates[blend.indices]
 
     # ------------------------------------------------------- shared helpers
