@@ -21,8 +21,10 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._ranking import best_first
 from ._validation import check_int, check_option, check_real_array
 from .pairs import search_hard_pairs
+from .selection import topk
 
 __all__ = ["LabelIssues", "find_label_issues", "find_label_issues_knn"]
 
@@ -78,7 +80,7 @@ def _encode_labels(y_true, labels, n, name="y_true"):
 
 def _ranked(candidates, score):
     """Candidates ordered by score, highest first, ties by the smaller index."""
-    order = np.lexsort((candidates, -score))
+    order = best_first(score, candidates)
     return candidates[order], score[order]
 
 
@@ -192,9 +194,9 @@ def find_label_issues(y_true, y_proba, *, labels=None):
     for i in range(n_labels):
         members = np.flatnonzero(codes == i)
         for j in np.flatnonzero(prune[i]):
-            margin = P[members, j] - p_given[members]
-            chosen, chosen_margin = _ranked(members, margin)
-            chosen, chosen_margin = chosen[:prune[i, j]], chosen_margin[:prune[i, j]]
+            # the prune[i, j] largest margins (members are sorted: ties by smaller index)
+            top = topk(P[members, j] - p_given[members], int(prune[i, j]), at_most=True)
+            chosen, chosen_margin = members[top.indices], top.values
             flagged[chosen] = True
             score[chosen] = np.maximum(score[chosen], chosen_margin)
     flagged &= P.argmax(axis=1) != codes

@@ -10,7 +10,7 @@ from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import _safe_indexing, check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from scipy import sparse
 
 import warnings
@@ -26,7 +26,7 @@ from ._exact_l2 import nearest_l2_float64
 from .pairs import search_hard_pairs
 from .scoring import MEASURES, difficulty as _difficulty
 from ._validation import check_finite_1d
-from ._ranking import n_noise as _n_noise
+from ._ranking import check_band, n_noise
 from .selection import (
     blend_easy,
     importance_sample,
@@ -82,11 +82,12 @@ class HardNegativeResampler(BaseUnderSampler):
     n_neighbors : int, default=3
         Neighbours for the distance-based difficulties.
     selection : {"hardest", "sample", "importance"}, default="hardest"
-        Keep the hardest (after the guards) blended with random ones
-        (``easy_ratio``); sample with probability ``~ exp(difficulty /
-        temperature)``; or "importance": draw the whole target with
-        inclusion probabilities proportional to difficulty (shifted to start
-        at 0) mixed with uniform (``uniform_mix``), exactly
+        Keep the hardest of the ``band`` blended with random ones
+        (``easy_ratio``); sample from the ``band`` with probability ``~
+        exp(difficulty / temperature)``, blended the same way; or
+        "importance": draw the whole target from the ``band`` with inclusion
+        probabilities proportional to difficulty (shifted to start at 0)
+        mixed with uniform (``uniform_mix``), exactly
         (:func:`hnm.selection.importance_sample`).
     noise_fraction : "auto" or float in [0, 1), default="auto"
         Noise guard: the suspected label errors of each under-sampled class
@@ -102,10 +103,16 @@ class HardNegativeResampler(BaseUnderSampler):
         * n)`` of each under-sampled class, as before.
     uniform_mix : float in [0, 1], default=0.2
         For ``selection="importance"``: share of the uniform component.
-    skip : int, default=0
-        Rank band for ``selection="hardest"``: skip this many more of the
-        hardest after the noise guard. Skipped examples may still be drawn as
-        easy ones.
+    band : tuple of (int, int or None), default=(0, None)
+        ``(start, stop)``: the window of difficulty ranks of each
+        under-sampled class (hardest first, counted after the noise guard,
+        ``stop=None`` to the end of the class) from which the hard examples
+        are chosen: the first ones of the window with ``selection="hardest"``,
+        drawn from it with ``"sample"``; with ``"importance"`` the whole
+        target is drawn from it. ``band=(100, None)`` leaves the 100 hardest
+        out of the hard part (they may still be drawn as easy ones). A
+        ``stop`` beyond a class's size is cut there; a window with fewer
+        examples than the class's budget needs raises ``ValueError``.
     temperature : float > 0, default=1.0
         For ``selection="sample"``.
     easy_ratio : float >= 0, default=9.0
@@ -119,7 +126,11 @@ class HardNegativeResampler(BaseUnderSampler):
         the budget: the class still ends at its ``sampling_strategy`` count.
     random_state : int, RandomState instance or None
     n_jobs : int, optional
-        Threads for the distance search and the out-of-fold scoring.
+        OpenMP threads of the distance searches, the noise guard's neighbour
+        search and the difficulty scores; None: OpenMP's count.
+    n_processes : int, optional
+        Worker processes (joblib) of the out-of-fold scoring's
+        ``cross_val_predict``, -1 for one per core; None: one process.
 
     Notes
     -----
@@ -207,18 +218,20 @@ class HardNegativeResampler(BaseUnderSampler):
         "selection": [StrOptions({"hardest", "sample", "importance"})],
         "noise_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="left")],
         "uniform_mix": [Interval(Real, 0, 1, closed="both")],
-        "skip": [Interval(Integral, 0, None, closed="left")],
+        "band": [tuple],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "easy_ratio": [Interval(Real, 0, None, closed="left")],
         "expand_neighbors": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "n_processes": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1}),
+                        None],
     }
 
     def __init__(self, *, sampling_strategy="auto", difficulty="model", estimator=None, cv=5,
                  measure="margin", n_neighbors=3, selection="hardest", noise_fraction="auto",
-                 uniform_mix=0.2, skip=0, temperature=1.0, easy_ratio=9.0, expand_neighbors=0,
-                 random_state=None, n_jobs=None):
+                 uniform_mix=0.2, band=(0, None), temperature=1.0, easy_ratio=9.0,
+                 expand_neighbors=0, random_state=None, n_jobs=None, n_processes=None):
         super().__init__(sampling_strategy=sampling_strategy)
         self.difficulty = difficulty
         self.estimator = estimator
@@ -228,12 +241,13 @@ class HardNegativeResampler(BaseUnderSampler):
         self.selection = selection
         self.noise_fraction = noise_fraction
         self.uniform_mix = uniform_mix
-        self.skip = skip
+        self.band = band
         self.temperature = temperature
         self.easy_ratio = easy_ratio
         self.expand_neighbors = expand_neighbors
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.n_processes = n_processes
 
     def fit_resample(self, X, y, *, sample_difficulty=None):
         """Resample the dataset.
@@ -256,6 +270,7 @@ class HardNegativeResampler(BaseUnderSampler):
             In the types of ``X`` and ``y`` (pandas in, pandas out).
         """
         self._validate_params()
+        check_band(self.band)  # before any scoring; each class's size is checked later
         return super().fit_resample(X, y, sample_difficulty=sample_difficulty)
 
     def _fit_resample(self, X, y, sample_difficulty=None):
@@ -273,7 +288,7 @@ class HardNegativeResampler(BaseUnderSampler):
                 reasons.append(np.full(members.size, "kept class"))
                 weights.append(np.ones(members.size))
                 continue
-            keep, why, noise, w = self._select(X, members, d_all[members],
+            keep, why, noise, w = self._select(X, c, members, d_all[members],
                                                min(targets[c], members.size), rng,
                                                None if suspect is None else suspect[members])
             parts.append(members[keep])
@@ -373,76 +388,86 @@ class HardNegativeResampler(BaseUnderSampler):
                 "per class; pass sample_difficulty to fit_resample, or "
                 "difficulty='nearmiss'.")
         proba = cross_val_predict(estimator, X, y, cv=cv, method="predict_proba",
-                                  n_jobs=self.n_jobs)
-        d = _difficulty(y, proba, measure=self.measure, labels=classes).astype(np.float64)
+                                  n_jobs=self.n_processes)
+        d = _difficulty(y, proba, measure=self.measure, labels=classes,
+                        n_jobs=self.n_jobs).astype(np.float64)
         return d, np.asarray(proba, dtype=np.float64)
 
     # ------------------------------------------------------------- selection
-    def _select(self, X, members, d, n_keep, rng, suspect=None):
+    def _select(self, X, label, members, d, n_keep, rng, suspect=None):
         """Positions (within the class) to keep, why, the noise-guarded ones, and the
         inverse-probability weight of each kept one."""
         n = d.size
-        # The noise guard: the suspected label errors are never kept, as hard, easy
-        # or expansion, unless the class's target count needs them (then the least
-        # suspect of them are kept).
-        if suspect is None:
-            n_noise = min(_n_noise(self.noise_fraction, n), n - n_keep)
-            noise = topk(d, n_noise).indices if n_noise else np.empty(0, dtype=np.intp)
-        else:
-            flagged = np.flatnonzero(suspect)
-            n_noise = min(flagged.size, n - n_keep)
-            # the hardest suspects first (ties by the smaller index)
-            noise = flagged[np.lexsort((flagged, -d[flagged]))][:n_noise]
+        noise = self._guarded(d, n_keep, suspect)
         pool = np.delete(np.arange(n), noise)  # positions outside the guard, sorted
+        if n_keep == 0:
+            return pool[:0], np.empty(0, dtype="<U10"), noise, np.empty(0)
         if self.selection == "importance":
-            if n_keep == 0:
-                return pool[:0], np.empty(0, dtype="<U10"), noise, np.empty(0)
-            boost = np.maximum(d[pool] - d[pool].min(), 0.0)
+            window = self._window(label, d, pool, n_keep)
+            boost = np.maximum(d[window] - d[window].min(), 0.0)
             idx, w = importance_sample(boost, n_keep, uniform_mix=self.uniform_mix,
                                        random_state=rng)
-            return pool[idx], np.full(idx.size, "drawn"), noise, w
-        n_hard = max(1, round(n_keep / (1.0 + self.easy_ratio))) if n_keep else 0
-        if self.selection == "hardest" and suspect is None:
-            # ranks n_noise .. are the pool's hardest: topk breaks ties the same way
-            n_hard = min(n_hard, max(pool.size - self.skip, 0))
-            start = n_noise + self.skip
-            hard = (select_hardest(d, band=(start, start + n_hard)) if n_hard
-                    else np.empty(0, dtype=np.intp))
-            w_hard = np.ones(hard.size)
-        elif self.selection == "hardest":
-            n_hard = min(n_hard, max(pool.size - self.skip, 0))
-            hard = (pool[select_hardest(d[pool], band=(self.skip, self.skip + n_hard))] if n_hard
-                    else np.empty(0, dtype=np.intp))
+            return window[idx], np.full(idx.size, "drawn"), noise, w
+        n_hard = max(1, round(n_keep / (1.0 + self.easy_ratio)))
+        window = self._window(label, d, pool, n_hard)
+        if self.selection == "hardest":
+            hard = window  # the first n_hard of the band, hardest first
             w_hard = np.ones(hard.size)
         else:
-            n_hard = min(n_hard, pool.size)
-            hard = pool[sample_by_difficulty(d[pool], n_hard, temperature=self.temperature,
-                                             random_state=rng)] if n_hard else pool[:0]
+            hard = window[sample_by_difficulty(d[window], n_hard, temperature=self.temperature,
+                                               random_state=rng)]
             # successive sampling has no closed-form inclusion probabilities: the
             # Poisson approximation min(1, c * exp(d / T)) with sum = n_hard
-            if n_hard:
-                z = d[pool] / self.temperature
-                pi = inclusion_probabilities(np.exp(z - z.max()), n_hard, uniform_mix=0.0)
-                w_hard = 1.0 / np.maximum(pi[np.searchsorted(pool, hard)], 1e-300)
-            else:
-                w_hard = np.empty(0)
+            z = d[window] / self.temperature
+            pi = inclusion_probabilities(np.exp(z - z.max()), n_hard, uniform_mix=0.0)
+            w_hard = 1.0 / np.maximum(pi[np.searchsorted(window, hard)], 1e-300)
         why = np.full(hard.size, "hard")
-        if self.expand_neighbors and hard.size:
+        if self.expand_neighbors:
             hard, why = self._expand(X, members, pool, hard)
             w_hard = np.ones(hard.size)
         n_easy = n_keep - hard.size
         if n_easy <= 0:
             return hard, why, noise, w_hard
+        # the guarded examples go in as already taken, so no easy draw is one of them
         taken = np.concatenate([hard, noise])
-        if taken.size == 0:
-            easy = rng.choice(n, size=n_easy, replace=False)
-        else:
-            # the guarded examples go in as already taken, so no easy draw is one of them
-            easy = blend_easy(taken, n, n_easy, random_state=rng).indices[taken.size:]
+        easy = blend_easy(taken, n, n_easy, random_state=rng).indices[taken.size:]
         # the easy ones are a uniform draw from what the hard ones and the guard left
         w_easy = np.full(easy.size, (n - taken.size) / easy.size)
         return (np.concatenate([hard, easy]), np.concatenate([why, np.full(easy.size, "easy")]),
                 noise, np.concatenate([w_hard, w_easy]))
+
+    def _guarded(self, d, n_keep, suspect):
+        """The noise guard's positions, hardest first (ties by the smaller position):
+        the suspected label errors (or the hardest ``noise_fraction``), never kept,
+        as hard, easy or expansion, unless the class's target count needs them
+        (then the least suspect of them are kept)."""
+        n = d.size
+        if suspect is None:
+            candidates = np.arange(n)
+            n_guard = min(n_noise(self.noise_fraction, n), n - n_keep)
+        else:
+            candidates = np.flatnonzero(suspect)
+            n_guard = min(candidates.size, n - n_keep)
+        if n_guard == 0:
+            return np.empty(0, dtype=np.intp)
+        return candidates[topk(d[candidates], n_guard).indices]
+
+    def _window(self, label, d, pool, need):
+        """The pool's positions in the ``band`` of difficulty ranks (ValueError naming
+        ``band`` if it holds fewer than ``need``): with ``selection="hardest"`` its
+        first ``need``, hardest first; otherwise all of them, sorted, to draw from."""
+        start, stop = check_band(self.band, pool.size, at_most=True)
+        if stop - start < need:
+            first, last = self.band
+            raise ValueError(
+                f"band=({first}, {last}) holds {stop - start} of the {pool.size} examples of "
+                f"class {np.asarray(label).item()!r} left after the noise guard, but its budget needs {need}; "
+                "widen the band or lower sampling_strategy.")
+        if self.selection == "hardest":
+            return pool[select_hardest(d[pool], band=(start, start + need))]
+        if start == 0 and stop == pool.size:
+            return pool  # the whole pool: nothing to rank
+        return np.sort(pool[select_hardest(d[pool], band=(start, stop))])
 
     def _expand(self, X, members, pool, hard):
         """Each hard example followed by its nearest same-class neighbours outside

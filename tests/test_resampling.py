@@ -78,7 +78,8 @@ def test_guards_and_blend(imbalanced):
     X, y = imbalanced
     d = np.random.default_rng(0).random(y.size)
     n_pos = (y == 1).sum()
-    sampler = HardNegativeResampler(noise_fraction=0.1, skip=5, easy_ratio=1.0, random_state=0)
+    sampler = HardNegativeResampler(noise_fraction=0.1, band=(5, None), easy_ratio=1.0,
+                                    random_state=0)
     sampler.fit_resample(X, y, sample_difficulty=d)
     neg = np.flatnonzero(y == 0)
     ranked = neg[np.lexsort((neg, -d[neg]))]
@@ -89,6 +90,87 @@ def test_guards_and_blend(imbalanced):
     np.testing.assert_array_equal(hard, ranked[n_noise + 5:n_noise + 5 + n_hard])
     assert easy.size == n_pos - n_hard and not np.isin(easy, hard).any()
     np.testing.assert_allclose(sampler.difficulty_[sampler.reason_ == "hard"], d[hard])
+
+
+@pytest.mark.parametrize("selection", ["hardest", "sample", "importance"])
+def test_band_is_the_window_of_ranks_the_negatives_come_from(imbalanced, selection):
+    X, y = imbalanced
+    d = np.random.default_rng(6).random(y.size)
+    neg = np.flatnonzero(y == 0)
+    ranked = neg[np.lexsort((neg, -d[neg]))]
+    n_noise = int(0.05 * neg.size)
+    n_keep = (y == 1).sum()
+    n_hard = n_keep if selection == "importance" else round(n_keep / 4)
+    band = (40, 40 + 3 * n_keep)
+    sampler = HardNegativeResampler(noise_fraction=0.05, band=band, easy_ratio=3.0,
+                                    selection=selection, random_state=0)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    window = ranked[n_noise + band[0]:n_noise + band[1]]
+    chosen = sampler.sample_indices_[np.isin(sampler.reason_, ["hard", "drawn"])]
+    assert chosen.size == n_hard and np.isin(chosen, window).all()
+    if selection == "hardest":
+        np.testing.assert_array_equal(chosen, window[:n_hard])
+    kept_neg = sampler.sample_indices_[y[sampler.sample_indices_] == 0]
+    assert kept_neg.size == n_keep and np.unique(kept_neg).size == n_keep
+    # a stop beyond the class is cut there; a window smaller than the need raises
+    wide = HardNegativeResampler(noise_fraction=0.05, band=(0, 10**9), selection=selection,
+                                 random_state=0)
+    wide.fit_resample(X, y, sample_difficulty=d)
+    whole = clone(wide).set_params(band=(0, None))
+    whole.fit_resample(X, y, sample_difficulty=d)
+    np.testing.assert_array_equal(wide.sample_indices_, whole.sample_indices_)
+    late = neg.size - n_noise - n_hard + 1
+    with pytest.raises(ValueError, match=rf"band=\({late}, None\) holds {n_hard - 1} of the "
+                                         rf"{neg.size - n_noise} examples of class 0 .* "
+                                         rf"needs {n_hard}"):
+        clone(sampler).set_params(band=(late, None)).fit_resample(X, y, sample_difficulty=d)
+
+
+@pytest.mark.parametrize("band, exc, match", [
+    ((-1, None), ValueError, "band start must be >= 0"),
+    ((5, 5), ValueError, "band must have start < stop"),
+    ((0, 2.5), TypeError, "band stop must be an integer"),
+    ([0, None], ValueError, "'band' parameter"),
+    ((1, 2, 3), TypeError, "band must be a \\(start, stop\\) pair"),
+])
+def test_bad_band_is_refused_before_any_scoring(imbalanced, band, exc, match, monkeypatch):
+    import hnm.resampling
+    X, y = imbalanced
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored before validating band")
+
+    monkeypatch.setattr(hnm.resampling, "cross_val_predict", no_scoring)
+    with pytest.raises(exc, match=match):
+        HardNegativeResampler(band=band).fit_resample(X, y)
+
+
+def test_n_jobs_is_threads_and_n_processes_the_cross_val_predict_workers(imbalanced,
+                                                                         monkeypatch):
+    import hnm.resampling
+    X, y = imbalanced
+    seen = {}
+    real_cvp, real_difficulty = hnm.resampling.cross_val_predict, hnm.resampling._difficulty
+
+    def cvp(*args, n_jobs=None, **kwargs):
+        seen["processes"] = n_jobs
+        return real_cvp(*args, **kwargs)
+
+    def scored(*args, n_jobs=None, **kwargs):
+        seen["threads"] = n_jobs
+        return real_difficulty(*args, n_jobs=n_jobs, **kwargs)
+
+    monkeypatch.setattr(hnm.resampling, "cross_val_predict", cvp)
+    monkeypatch.setattr(hnm.resampling, "_difficulty", scored)
+    a = HardNegativeResampler(n_jobs=1, n_processes=3, random_state=0)
+    a.fit_resample(X, y)
+    assert seen == {"processes": 3, "threads": 1}
+    b = HardNegativeResampler(n_jobs=2, random_state=0)
+    b.fit_resample(X, y)
+    assert seen == {"processes": None, "threads": 2}
+    np.testing.assert_array_equal(a.sample_indices_, b.sample_indices_)
+    with pytest.raises(ValueError, match="n_processes"):
+        HardNegativeResampler(n_processes=0).fit_resample(X, y)
 
 
 def test_noise_guarded_examples_are_never_kept_even_as_easy(imbalanced):
