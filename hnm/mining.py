@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._ranking import check_band, n_noise
 from ._sampling import sample_weight_key
 from .noise import find_label_issues
 from .scoring import MEASURES, difficulty
@@ -33,14 +34,15 @@ from .selection import (
     importance_sample,
     sample_by_difficulty,
     select_hardest,
+    select_quantile_window,
     select_semi_hard,
 )
 
 __all__ = ["HardMiningClassifier"]
 
 # Rows scored per predict_proba call while scanning the negative pool: bounds the
-# memory of the scores to one chunk whatever the size of X (which may be a memmap).
-DEFAULT_CHUNK_SIZE = 65_536
+# memory of the scores to one batch whatever the size of X (which may be a memmap).
+DEFAULT_BATCH_SIZE = 65_536
 
 
 def _estimator_has(attr):
@@ -50,6 +52,16 @@ def _estimator_has(attr):
         return hasattr(self.estimator if self.estimator is not None else LogisticRegression(),
                        attr)
     return check
+
+
+def _delegate(name, doc):
+    """A method that calls the final model's ``name`` (present only if it has it)."""
+    def method(self, X):
+        check_is_fitted(self)
+        return getattr(self.estimator_, name)(X)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = doc
+    return available_if(_estimator_has(name))(method)
 
 
 class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -63,7 +75,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
        weighted by ``1 / its probability of being drawn`` (the down-sampling
        correction of ads ranking), so the model targets the full-data loss;
     2. each round after: the model of the previous round scores every
-       negative, in chunks; a fresh draw of the budget with inclusion
+       negative, in batches; a fresh draw of the budget with inclusion
        probabilities proportional to a mix of difficulty and uniform
        (importance sampling, Katharopoulos & Fleuret, 2018) is weighted the
        same way (:func:`importance_sample`) and trained on; the suspected label
@@ -115,7 +127,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         initial_fraction) * max_negatives / n_rounds)`` (at least one).
     selection : {"importance", "hardest", "sample", "semi_hard"}, default="importance"
         "importance": the weighted draws above. Cache selections: the
-        hardest (after the noise guard and ``skip``); sampled with probability
+        hardest of the ``band`` (after the noise guard); sampled with probability
         ``~ exp(difficulty / temperature)``; or the hardest semi-hard ones,
         correctly classified with a margin in ``(0, semi_hard_margin]``
         (requires ``measure="margin"``). "importance" is the default because
@@ -150,10 +162,18 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         benchmark's worst mean from 98.1% to 97.3% of the full-data AP (the
         estimate, from a model trained on a budget, also flags true hard
         negatives of a hard tail).
-    skip : int, default=0
-        Rank band for ``"hardest"``: skip this many of the hardest candidates
-        after the noise guard, like the ranks 101-500 that did best in Meta's
-        embedding-based retrieval (Huang et al., 2020).
+    band : (start, stop), default=(0, None)
+        The window of difficulty ranks (hardest first, ranks counted after the
+        noise guard; ``stop=None``: to the end) that each round's negatives
+        are chosen from: ``"hardest"`` takes the first ones of the window,
+        ``"sample"`` and ``"importance"`` draw from it (``"importance"``
+        excludes nobody as noise, so its ranks count from the hardest
+        negative; its round 0 is uniform over every negative, as no ranking
+        exists yet; its weights are then relative to the window). Like the
+        ranks 101-500 that did best in Meta's embedding-based retrieval
+        (Huang et al., 2020): ``band=(100, 500)``. A window smaller than a
+        round needs raises ``ValueError``. Not with ``"semi_hard"``, whose
+        window is the margin.
     temperature : float > 0, default=1.0
         For ``selection="sample"`` and ``weighting="softmax"``.
     semi_hard_margin : float > 0, default=0.5
@@ -189,8 +209,13 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     scoring : str or callable, optional
         Scorer of the held-out check: default ``"average_precision"`` for
         binary problems, ``"balanced_accuracy"`` otherwise.
-    chunk_size : int, optional
-        Rows per ``predict_proba`` call when scoring the pool (default 65536).
+    batch_size : int, optional
+        Rows per ``predict_proba`` / ``decision_function`` call when scoring
+        the pool (default 65536).
+    n_jobs : int, optional
+        Threads of hnm's own kernels (:func:`hnm.difficulty`); None: OpenMP's
+        count. The estimator's own threads are its business (e.g.
+        ``HistGradientBoostingClassifier`` uses OpenMP's count).
     progress : bool, default=False
         Show a progress bar over rounds (tqdm).
     random_state : int, RandomState instance or None
@@ -260,7 +285,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "measure": [StrOptions({"auto", *MEASURES})],
         "uniform_mix": [Interval(Real, 0, 1, closed="both")],
         "noise_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="left")],
-        "skip": [Interval(Integral, 0, None, closed="left")],
+        "band": [tuple, list],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "semi_hard_margin": [Interval(Real, 0, None, closed="neither")],
         "easy_ratio": [Interval(Real, 0, None, closed="left")],
@@ -272,18 +297,19 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "refit": ["boolean"],
         "scoring": [str, callable, None],
-        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
         "progress": ["boolean"],
         "random_state": ["random_state"],
     }
 
     def __init__(self, estimator=None, *, n_rounds=5, negative_classes="majority",
                  max_negatives="balanced", initial_fraction=0.5, selection="importance",
-                 measure="auto", uniform_mix=0.2, noise_fraction="auto", skip=0,
+                 measure="auto", uniform_mix=0.2, noise_fraction="auto", band=(0, None),
                  temperature=1.0, semi_hard_margin=0.5, easy_ratio=0.0, hard_threshold=None,
                  schedule="hard", pacing="linear", weighting=None, gamma=2.0,
-                 validation_fraction=0.2, refit=True, scoring=None, chunk_size=None,
-                 progress=False, random_state=None):
+                 validation_fraction=0.2, refit=True, scoring=None, batch_size=None,
+                 n_jobs=None, progress=False, random_state=None):
         self.estimator = estimator
         self.n_rounds = n_rounds
         self.negative_classes = negative_classes
@@ -293,7 +319,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.measure = measure
         self.uniform_mix = uniform_mix
         self.noise_fraction = noise_fraction
-        self.skip = skip
+        self.band = band
         self.temperature = temperature
         self.semi_hard_margin = semi_hard_margin
         self.easy_ratio = easy_ratio
@@ -305,7 +331,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.refit = refit
         self.scoring = scoring
-        self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
         self.progress = progress
         self.random_state = random_state
 
@@ -317,7 +344,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            May be an ``np.memmap``: the pool is scored chunk by chunk. A
+            May be an ``np.memmap``: the pool is scored batch by batch. A
             DataFrame is passed to the estimator as is.
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), optional
@@ -369,6 +396,10 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("selection='importance' needs a non-negative measure: "
                              "'confidence', 'log_loss', 'hinge' or 'entropy', not 'margin'.")
         self._measure_ = measure
+        self._band_ = check_band(self.band)
+        if self.selection == "semi_hard" and self._band_ != (0, None):
+            raise ValueError(f"band={self.band!r} is not used by selection='semi_hard' (its "
+                             "window is semi_hard_margin): leave band=(0, None).")
         rng = check_random_state(self.random_state)
 
         neg_codes = self._negative_codes(y_enc)
@@ -448,34 +479,46 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         pool, y_enc, rng, sw = c["pool"], c["y_enc"], c["rng"], c["sw"]
         rate = self._budget(c["n_pos_all"], c["n_neg_all"]) / c["n_neg_all"]
         val_neg = c["val"][c["is_neg"][c["val"]]]
-        rounds = []  # per round: (estimator, drawn pool positions, weights)
-        d = guarded = None
+        rounds = []  # per round: (estimator, drawn pool positions, weights, window range)
+        d = guarded = window = None
         est = None
+        banded = self._band_ != (0, None)
+        if banded and self.n_rounds:
+            self._check_window(pool.size, sum(self._draw_size(rate, n) for n in
+                                              np.unique(y_enc[pool], return_counts=True)[1]),
+                               "each round draws")
         for r in [0, *self._rounds()]:
             n_wrong = None
             if r > 0:
                 proba_pool, d, n_wrong = self._score_pool(est, c["X"], y_enc, pool)
                 guarded, self.noise_indices_, _ = self._guard(est, c, proba_pool, d, pool)
+                if banded:  # the window of ranks drawn from, and its range of difficulty
+                    window = np.zeros(pool.size, dtype=bool)
+                    window[select_hardest(d, band=self._band_, at_most=True)] = True
             # the suspects are drawn like every other negative: their weights already
             # make them count as in the full data (taking their boost away cost up to
             # 0.8 points of AP in bench_mining_quality.py)
-            drawn, w = self._draw(d, y_enc[pool], rate, rng)
+            drawn, w = self._draw(d, y_enc[pool], rate, rng, window)
             rows = np.concatenate([c["pos"], pool[drawn]])
             weights = np.concatenate([np.ones(c["pos"].size), w])
             est, how = self._fit_on(c, rows, weights)
-            rounds.append((est, drawn, w))
+            rounds.append((est, drawn, w, None if window is None else
+                           (d[window].min(), d[window].max())))
             self._record(r, drawn.size, n_wrong, drawn.size, 0, d, est, c, how,
                          n_guarded=0 if guarded is None else int(guarded.sum()))
         best = self._keep_best(c)
-        est, drawn, w = rounds[best]
+        est, drawn, w, span = rounds[best]
         rows = np.concatenate([c["pos"], pool[drawn]])
         weights = np.concatenate([np.ones(c["pos"].size), w])
         if self.refit and c["val"].size:
             val_pos = c["val"][~c["is_neg"][c["val"]]]
-            d_val = None
+            d_val = in_span = None
             if best > 0:  # the held-out negatives drawn as round `best` drew the others
                 _, d_val, _ = self._score_pool(rounds[best - 1][0], c["X"], y_enc, val_neg)
-            drawn_val, w_val = self._draw(d_val, y_enc[val_neg], rate, rng)
+                if span is not None:  # from the band's range of difficulty
+                    in_span = (d_val >= span[0]) & (d_val <= span[1])
+            drawn_val, w_val = self._draw(d_val, y_enc[val_neg], rate, rng, in_span,
+                                          strict=False)
             rows = np.concatenate([c["pos"], val_pos, pool[drawn], val_neg[drawn_val]])
             weights = np.concatenate([np.ones(c["pos"].size + val_pos.size), w, w_val])
             est, _ = self._fit_on(c, rows, weights)
@@ -489,18 +532,37 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.sample_weight_[rows[order]] = weights[order] * (
             1.0 if sw is None else sw[rows[order]])
 
-    def _draw(self, d, codes, rate, rng):
+    @staticmethod
+    def _draw_size(rate, n):
+        """How many of ``n`` negatives of a class a draw at ``rate`` takes."""
+        return min(n, max(1, round(rate * n)))
+
+    def _draw(self, d, codes, rate, rng, eligible=None, strict=True):
         """Positions drawn from a pool of negatives (per mined class, at ``rate``)
-        and their inverse-probability weights; uniform when ``d`` is None."""
+        and their inverse-probability weights; uniform when ``d`` is None. Only
+        the ``eligible`` ones (the band's window) are drawn: too few of them
+        raise if ``strict``, else all are taken."""
         drawn, weights = [], []
         for code in np.unique(codes):
             members = np.flatnonzero(codes == code)
-            k = min(members.size, max(1, round(rate * members.size)))
+            k = self._draw_size(rate, members.size)
+            if eligible is not None:
+                members = members[eligible[members]]
+                if members.size < k and strict:
+                    raise ValueError(
+                        f"band={self.band!r} holds {members.size} negatives of class "
+                        f"{self.classes_[code]!r} but each round draws {k} of them: widen "
+                        "band or lower max_negatives.")
+                k = min(k, members.size)
+                if k == 0:
+                    continue
             dm = np.zeros(members.size) if d is None else d[members]
             mix = 1.0 if d is None else self.uniform_mix
             idx, w = importance_sample(dm, k, uniform_mix=mix, random_state=rng)
             drawn.append(members[idx])
             weights.append(w)
+        if not drawn:
+            return np.empty(0, dtype=np.intp), np.empty(0)
         drawn, weights = np.concatenate(drawn), np.concatenate(weights)
         order = np.argsort(drawn)
         return drawn[order], weights[order]
@@ -516,8 +578,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _top_fraction(self, d):
         """The fixed guard: the hardest ``floor(noise_fraction * n)``."""
         mask = np.zeros(d.size, dtype=bool)
-        n_noise = int(self.noise_fraction * d.size)
-        order = select_hardest(d, n_noise) if n_noise else np.empty(0, dtype=np.intp)
+        n = n_noise(self.noise_fraction, d.size)
+        order = select_hardest(d, n) if n else np.empty(0, dtype=np.intp)
         mask[order] = True
         return mask, order
 
@@ -585,11 +647,11 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return full
 
     def _proba_rows(self, est, X, rows, platt=None):
-        chunk = self.chunk_size or DEFAULT_CHUNK_SIZE
+        batch = self.batch_size or DEFAULT_BATCH_SIZE
         if rows.size == 0:
             return np.zeros((0, self.classes_.size))
-        return np.vstack([self._proba(est, _safe_indexing(X, rows[s:s + chunk]), platt)
-                          for s in range(0, rows.size, chunk)])
+        return np.vstack([self._proba(est, _safe_indexing(X, rows[s:s + batch]), platt)
+                          for s in range(0, rows.size, batch)])
 
     def _keep_best(self, c):
         """Index of the kept round, with the reason written into its record."""
@@ -617,6 +679,9 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         budget = self._budget(pos.size, pool.size)
         n0 = max(1, round(self.initial_fraction * budget))
         per_round = max(1, math.ceil((budget - n0) / self.n_rounds)) if self.n_rounds else 0
+        if per_round and self.selection != "semi_hard":
+            self._check_window(pool.size, min(self._n_hard(per_round), pool.size),
+                               "each round adds up to")
         cached = np.zeros(pool.size, dtype=bool)  # over positions in pool
         cached[self._initial_subset(y_enc[pool], n0, rng)] = True
         est, how = self._fit_on(c, np.concatenate([pos, pool[cached]]), None)
@@ -700,28 +765,43 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         rest = rest[rng.permutation(rest.size)][: max(0, n0 - must.size)]
         return np.concatenate([must, rest])
 
+    def _n_hard(self, n_new):
+        """Hard negatives among a round's ``n_new`` additions (the rest are easy)."""
+        return max(1, round(n_new / (1.0 + self.easy_ratio)))
+
+    def _check_window(self, n, need, what):
+        """Raise if ``band`` leaves fewer than ``need`` of ``n`` ranks."""
+        start, stop = self._band_
+        size = (n if stop is None else min(stop, n)) - start
+        if size < need:
+            raise ValueError(f"band={self.band!r} holds {max(size, 0)} of the {n} negatives "
+                             f"but {what} {need}: widen band or lower max_negatives.")
+
     def _select(self, d, candidates, n_new, round_index, rng):
         """Positions in the pool of this round's new negatives (cache selections)."""
         if candidates.size == 0 or n_new == 0:
             return candidates[:0]
         noise_fraction = 0.0 if self.noise_fraction == "auto" else self.noise_fraction
-        n_hard = min(candidates.size, max(1, round(n_new / (1.0 + self.easy_ratio))))
+        n_hard = min(candidates.size, self._n_hard(n_new))
         dc = d[candidates]
         hard_pool = candidates
         if self.schedule == "curriculum":
-            low, high = curriculum_window(round_index - 1, max(self.n_rounds, 1),
-                                          pacing=self.pacing)
-            # the hardest candidates allowed this round: below the window's top quantile
-            allowed = dc <= np.quantile(dc, high)
+            _, high = curriculum_window(round_index - 1, max(self.n_rounds, 1),
+                                        pacing=self.pacing)
+            # the hardest candidates allowed this round: the easiest `high` quantile
+            allowed = np.sort(select_quantile_window(dc, 0.0, high))
             hard_pool, dc = candidates[allowed], dc[allowed]
-        if self.selection == "hardest":
-            picked = select_hardest(dc, band=(self.skip, self.skip + n_hard), at_most=True,
+        start, stop = self._band_
+        if self.selection == "hardest":  # the first n_hard ranks of the window
+            end = start + n_hard if stop is None else min(stop, start + n_hard)
+            picked = select_hardest(dc, band=(start, end), at_most=True,
                                     noise_fraction=noise_fraction)
-        elif self.selection == "sample":
-            left = dc.size - int(noise_fraction * dc.size)
-            picked = (sample_by_difficulty(dc, min(n_hard, left), temperature=self.temperature,
-                                           noise_fraction=noise_fraction,
-                                           random_state=rng) if left else dc[:0])
+        elif self.selection == "sample":  # drawn from the window
+            window = select_hardest(dc, band=(start, stop), at_most=True,
+                                    noise_fraction=noise_fraction)
+            picked = window[sample_by_difficulty(dc[window], n_hard, temperature=self.temperature,
+                                                 random_state=rng, at_most=True)
+                            ] if window.size else window
         else:  # semi_hard: margin = -difficulty
             picked = select_semi_hard(-dc, self.semi_hard_margin, k=n_hard, at_most=True)
         hard = hard_pool[picked]
@@ -738,8 +818,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------- shared helpers
     def _score_pool(self, est, X, y_enc, pool):
         """Probabilities (or None), difficulty and the number misclassified of the
-        pool under ``est``, one chunk at a time."""
-        chunk = self.chunk_size or DEFAULT_CHUNK_SIZE
+        pool under ``est``, one batch at a time."""
+        batch = self.batch_size or DEFAULT_BATCH_SIZE
         measure = self._measure_
         d = np.empty(pool.size, dtype=np.float64)
         n_wrong = 0
@@ -748,8 +828,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         proba = np.empty((pool.size, self.classes_.size)) if use_proba else None
         labels = np.arange(self.classes_.size)
         est_codes = np.searchsorted(self.classes_, est.classes_)
-        for s in range(0, pool.size, chunk):
-            rows = pool[s:s + chunk]
+        for s in range(0, pool.size, batch):
+            rows = pool[s:s + batch]
             Xc = _safe_indexing(X, rows)
             scores = est.predict_proba(Xc) if use_proba else est.decision_function(Xc)
             scores = np.asarray(scores)
@@ -759,8 +839,9 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 full[:, est_codes] = scores
                 scores = full
             if use_proba:
-                proba[s:s + chunk] = scores
-            d[s:s + chunk] = difficulty(y_enc[rows], scores, measure=measure, labels=labels)
+                proba[s:s + batch] = scores
+            d[s:s + batch] = difficulty(y_enc[rows], scores, measure=measure, labels=labels,
+                                        n_jobs=self.n_jobs)
             if scores.ndim == 2:
                 predicted = scores.argmax(axis=1)
             else:
@@ -812,29 +893,11 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         })
 
     # -------------------------------------------------------------- predict
-    @available_if(_estimator_has("predict"))
-    def predict(self, X):
-        """Predict class labels with the final model."""
-        check_is_fitted(self)
-        return self.estimator_.predict(X)
-
-    @available_if(_estimator_has("predict_proba"))
-    def predict_proba(self, X):
-        """Class probabilities of the final model."""
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    @available_if(_estimator_has("predict_log_proba"))
-    def predict_log_proba(self, X):
-        """Class log-probabilities of the final model."""
-        check_is_fitted(self)
-        return self.estimator_.predict_log_proba(X)
-
-    @available_if(_estimator_has("decision_function"))
-    def decision_function(self, X):
-        """Decision function of the final model."""
-        check_is_fitted(self)
-        return self.estimator_.decision_function(X)
+    predict = _delegate("predict", "Predict class labels with the final model.")
+    predict_proba = _delegate("predict_proba", "Class probabilities of the final model.")
+    predict_log_proba = _delegate("predict_log_proba",
+                                  "Class log-probabilities of the final model.")
+    decision_function = _delegate("decision_function", "Decision function of the final model.")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

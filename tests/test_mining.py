@@ -71,7 +71,7 @@ def test_each_round_adds_the_hardest_uncached_negatives(known):
 def test_noise_guard_and_band_skip_the_very_hardest(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=1, initial_fraction=0.5,
-                               noise_fraction=0.1, skip=5, random_state=0, **CACHE).fit(X, y)
+                               noise_fraction=0.1, band=(5, None), random_state=0, **CACHE).fit(X, y)
     initial = set(FITS[0][0][y[FITS[0][0]] == 0])
     rows = FITS[1][0]
     added = np.array(sorted(set(rows[y[rows] == 0]) - initial))
@@ -204,7 +204,7 @@ def test_memmap_input_and_sample_weight(tmp_path):
     np.save(path, X)
     Xm = np.load(path, mmap_mode="r")
     sw = np.random.default_rng(0).uniform(0.5, 2, size=y.size)
-    clf = HardMiningClassifier(n_rounds=2, chunk_size=97, random_state=0)
+    clf = HardMiningClassifier(n_rounds=2, batch_size=97, random_state=0)
     clf.fit(Xm, y, sample_weight=sw)
     ref = HardMiningClassifier(n_rounds=2, random_state=0).fit(X, y, sample_weight=sw)
     np.testing.assert_array_equal(clf.negative_indices_, ref.negative_indices_)
@@ -449,3 +449,29 @@ def test_round_one_draws_in_proportion_to_difficulty_mixed_with_uniform(known):
     drawn = rows1[y[rows1] == 0]
     np.testing.assert_allclose(w1[y[rows1] == 0], 1 / pi[drawn])
     assert np.all(w1[y[rows1] == 1] == 1.0)
+
+
+def test_band_is_the_window_of_ranks_importance_draws_from(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=2, band=(40, 200),
+                               validation_fraction=None, random_state=0).fit(X, y)
+    neg = np.flatnonzero(y == 0)
+    ranked = neg[np.argsort(-p[neg], kind="stable")]  # confidence = p for a negative
+    window = set(ranked[40:200])
+    for rows, _ in FITS[1:]:
+        drawn = rows[y[rows] == 0]
+        assert drawn.size == 40 and set(drawn) <= window
+    assert not set(FITS[0][0][y[FITS[0][0]] == 0]) <= window  # round 0: uniform over all
+    assert clf.history_[-1]["n_negatives"] == 40
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(band=(0, 30)), r"band=\(0, 30\) holds 30 of the 400 negatives but each round draws 40"),
+    (dict(band=(390, None)), "holds 10 of the 400"),
+    (dict(band=(0, 3), selection="hardest"), "each round adds up to 4"),
+    (dict(band=(1, None), selection="semi_hard", measure="margin"), "semi_hard"),
+])
+def test_a_band_too_small_for_the_budget_raises(known, kwargs, match):
+    X, y, _ = known
+    with pytest.raises(ValueError, match=match):
+        HardMiningClassifier(RowRecorder(), validation_fraction=None, **kwargs).fit(X, y)
