@@ -1620,7 +1620,7 @@ E("classifier/negative_classes_unknown", ValueError, "negative_classes", _mine_f
   negative_classes=[7])
 E("classifier/weighting_power_margin", ValueError, "weighting", _mine_fit, HMC_X, HMC_Y,
   weighting="power")
-E("classifier/chunk_size=0", ValueError, "chunk_size", _mine_fit, HMC_X, HMC_Y, chunk_size=0)
+E("classifier/batch_size=0", ValueError, "batch_size", _mine_fit, HMC_X, HMC_Y, batch_size=0)
 E("classifier/predict_nan", ValueError, r"\bX\b", _mine_predict, np.where(HMC_X > 2, np.nan,
                                                                         HMC_X))
 E("classifier/predict_wrong_features", ValueError, "features", _mine_predict, HMC_X[:, :2])
