@@ -345,7 +345,7 @@ def test_estimators_n_jobs_and_chunk_size():
     clfs = []
     for cs in (1, 7, 64, None):
         with threadpool_limits(1 if cs == 7 else None):
-            clfs.append(hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, chunk_size=cs,
+            clfs.append(hnm.HardMiningClassifier(LogisticRegression(), n_rounds=2, batch_size=cs,
                                                  random_state=0).fit(X, y))
     for clf in clfs[1:]:
         np.testing.assert_array_equal(clf.negative_indices_, clfs[0].negative_indices_)
