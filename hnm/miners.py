@@ -35,12 +35,17 @@ inverted as PML inverts them). ``ref_embeddings=None`` mines within
 ``embeddings`` and never pairs a row with itself, as PML does when ``ref_emb``
 is not given; with ``ref_embeddings`` every anchor-reference pair counts.
 """
+import contextlib
+import functools
 import math
 import numbers
+import threading
 
 import numpy as np
 from sklearn.utils import check_random_state
 
+from . import _miners
+from ._threads import resolve_n_jobs, single_threaded_blas
 from ._validation import as_working, check_int, check_option, check_real, check_real_array
 
 __all__ = [
@@ -71,6 +76,28 @@ _EMPTY = np.empty(0, dtype=np.int64)
 # inputs
 
 
+_call = threading.local()  # the running miner's ExitStack, per Python thread
+# below this many multiply-adds a miner runs its kernels on one thread and leaves
+# BLAS as it is (a thread team's start and threadpoolctl's limit cost milliseconds)
+_SMALL_WORK = 1 << 24
+
+
+def _kernel_threads(miner):
+    """Give ``miner`` a place to hold BLAS single-threaded for the whole call
+    (see ``_Ctx``): the kernels run their GEMMs inside their own ``n_jobs``
+    threads, and the limit is set once per call, not once per tile."""
+    @functools.wraps(miner)
+    def run(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            outer = getattr(_call, "stack", None)
+            _call.stack = stack
+            try:
+                return miner(*args, **kwargs)
+            finally:
+                _call.stack = outer
+    return run
+
+
 def _as_array(x, name, ndim):
     if x is not None and hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu()  # a torch tensor: np.asarray reads it without a copy
@@ -90,8 +117,9 @@ class _Ctx:
     copied whole), label codes, per-row inverse norms and the working dtype."""
 
     def __init__(self, embeddings, labels, ref_embeddings, ref_labels, distance,
-                 block_size, allowed=_DISTANCES):
+                 block_size, n_jobs, allowed=_DISTANCES):
         self.distance = check_option(distance, "distance", allowed)
+        self.n_jobs = check_int(n_jobs, "n_jobs", min_value=1, allow_none=True)
         E = _as_array(embeddings, "embeddings", 2)
         la = _as_array(labels, "labels", 1)
         if la.shape[0] != E.shape[0]:
@@ -140,6 +168,11 @@ class _Ctx:
             self.inv_r, self.sq_r, self.zero_r = self.inv_a, self.sq_a, self.zero_a
         else:
             self.inv_r, self.sq_r, self.zero_r = self._norms(R, "ref_embeddings")
+        if self.n_a * self.n_r * self.dim < _SMALL_WORK:
+            self.n_threads = 1
+        else:
+            self.n_threads = resolve_n_jobs(self.n_jobs)
+            _call.stack.enter_context(single_threaded_blas())
 
     def _norms(self, X, name):
         """Per row: 1 / max(|x|, 1e-12) (torch's normalize), the squared norm of
@@ -177,18 +210,24 @@ class _Ctx:
         return as_working(self.R[c0:c1], self.dtype, "ref_embeddings")
 
     def keys(self, A, r0, r1, Rc, c0, c1):
-        S = A @ Rc.T
-        S *= self.inv_a[r0:r1, None]
-        S *= self.inv_r[None, c0:c1]
-        if self.distance == "cosine":
-            np.negative(S, out=S)
-            return S
-        # |x^ - y^|^2 = |x^|^2 + |y^|^2 - 2 s  (torch.cdist's matrix form)
-        S *= -2
-        S += self.sq_a[r0:r1, None]
-        S += self.sq_r[None, c0:c1]
-        np.maximum(S, 0, out=S)
-        return np.sqrt(S, out=S)
+        """Keys of a tile, by the fused kernel (``n_jobs`` threads): cosine
+        ``-s``, Euclidean ``sqrt(max(|x^|^2 + |y^|^2 - 2 s, 0))`` (torch.cdist's
+        matrix form), ``s = (x . y) * inv_x * inv_y``."""
+        K = np.empty((r1 - r0, c1 - c0), dtype=self.dtype)
+        _miners.keys_tile(A, self.inv_a[r0:r1], self.sq_a[r0:r1], Rc, self.inv_r[c0:c1],
+                          self.sq_r[c0:c1], self.distance == "cosine", K, self.n_threads)
+        return K
+
+    def ref_chunks(self):
+        """Yield ``(c0, Rc)``: the references in C-contiguous working-dtype
+        pieces; the array itself (a memmap too) when it already is one."""
+        R = self.R
+        if isinstance(R, np.ndarray) and R.dtype == self.dtype and R.flags.c_contiguous:
+            yield 0, R
+            return
+        step = max(1, _ROW_VALUES // self.dim)
+        for c0 in range(0, self.n_r, step):
+            yield c0, self.refs(c0, min(c0 + step, self.n_r))
 
     def tiles(self, anchors=None):
         """Yield ``(r0, r1, c0, c1, K, same)``: keys of a tile of anchors x
@@ -289,7 +328,7 @@ def _best_tiles(ctx, specs):
     return out
 
 
-def _best_search(ctx, same, nearest, n_jobs, cap=None):
+def _best_search(ctx, same, nearest, cap=None):
     """Per anchor, the nearest or farthest same-label (self excluded) or
     different-label reference, with hnm's exact blocked searches (ties by the
     smaller index), in cosine order, which is the Euclidean order on unit rows.
@@ -308,7 +347,7 @@ def _best_search(ctx, same, nearest, n_jobs, cap=None):
     for q0 in range(0, ctx.n_a, _SEARCH_ROWS):
         q1 = min(q0 + _SEARCH_ROWS, ctx.n_a)
         common = dict(metric="cosine", query_labels=ctx.la[q0:q1], candidate_labels=ctx.lr,
-                      n_jobs=n_jobs, block_size=ctx.block)
+                      n_jobs=ctx.n_jobs, block_size=ctx.block)
         if nearest and not same:
             res = search_hard_pairs(ctx.E[q0:q1], ctx.R, 1, max_score=None if cap is None
                                     else cap[q0:q1], **common)
@@ -323,14 +362,14 @@ def _best_search(ctx, same, nearest, n_jobs, cap=None):
     return idx, sim
 
 
-def _extremes(ctx, specs, n_jobs):
+def _extremes(ctx, specs):
     """Per-anchor extremes: the exact search where it applies (no threshold, no
     range, no zero rows: cosine order is then the Euclidean order), the tiles
     otherwise. Returns ``(index, key)`` per spec (keys recomputed per pair)."""
     if _searchable(ctx, specs):
         out = []
         for same, largest, _, _ in specs:
-            idx, _ = _best_search(ctx, same, nearest=not largest, n_jobs=n_jobs)
+            idx, _ = _best_search(ctx, same, nearest=not largest)
             key = np.full(ctx.n_a, -np.inf if largest else np.inf, dtype=ctx.dtype)
             hit = np.flatnonzero(idx >= 0)
             key[hit] = ctx.pair_key(hit, idx[hit])
@@ -377,65 +416,118 @@ def _lexsorted(*cols):
 
 
 # ---------------------------------------------------------------------------
-# pairs: a predicate per tile, enumerated or sampled
+# pairs: a rule per kind, tested by the fused kernel as each key is computed
 
 
-def _mine_pairs(ctx, rule, max_pairs, random_state):
-    """Positive and negative pairs selected by ``rule(r0, r1, c0, c1, K, same,
-    diff) -> (pos_mask, neg_mask)`` (either may be None: none of that kind).
-    With ``max_pairs``, at most that many of each kind, uniformly without
-    replacement (two passes: count, then materialise the chosen ranks)."""
-    def masks():
-        # full anchor rows: np.nonzero lists pairs in (anchor, reference) order
-        for r0, r1, K, same, diff in ctx.row_blocks():
-            pm, nm = rule(r0, r1, 0, ctx.n_r, K, same, diff)
-            yield r0, 0, pm, nm
+def _scan(ctx, mode, rules, state=(), rows=None):
+    """One pass of ``hnm._miners.scan`` over the anchors (``rows``: sorted
+    anchor ids, default all) against every reference.
 
-    out = {0: ([], []), 1: ([], [])}
-    if max_pairs is None:
-        for r0, c0, pm, nm in masks():
-            for kind, m in ((0, pm), (1, nm)):
-                if m is not None:
-                    a, j = np.nonzero(m)
-                    out[kind][0].append(a + r0)
-                    out[kind][1].append(j + c0)
-    else:
-        counts = [[], []]
-        for _, _, pm, nm in masks():
-            for kind, m in ((0, pm), (1, nm)):
-                counts[kind].append(0 if m is None else int(np.count_nonzero(m)))
-        rng = check_random_state(random_state)
-        chosen, starts = [], []
-        for kind in (0, 1):
-            c = np.array(counts[kind], dtype=np.int64)
-            st = np.concatenate([[0], np.cumsum(c)])
-            chosen.append(_choose(rng, int(st[-1]), max_pairs))
-            starts.append(st)
-        for t, (r0, c0, pm, nm) in enumerate(masks()):
-            for kind, m in ((0, pm), (1, nm)):
-                lo, hi = starts[kind][t], starts[kind][t + 1]
-                sel = chosen[kind][np.searchsorted(chosen[kind], lo):
-                                   np.searchsorted(chosen[kind], hi)]
-                if sel.size:
-                    a, j = np.nonzero(m)
-                    out[kind][0].append(a[sel - lo] + r0)
-                    out[kind][1].append(j[sel - lo] + c0)
-    res = []
+    ``rules``: per kind (same label, different label) None or ``(op, off,
+    thr)``: keep ``fl(key + off) op thr[anchor]`` (op ">" or "<", ``thr`` one
+    per anchor). ``state``: arrays of one entry per anchor of ``rows`` (see the
+    kernel), updated in place. For "emit" and "select" returns per kind
+    ``(anchor ids, reference ids)`` sorted by anchor, then reference."""
+    n = ctx.n_a if rows is None else rows.size
+    step = max(64, _TILE_VALUES // ctx.dim)
+    cosine = ctx.distance == "cosine"
+    emit = mode in ("emit", "select")
+    got = ([], [])
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        if rows is None:
+            ids = np.arange(s, e, dtype=np.intp)
+            A = ctx.rows(s, e)
+        else:
+            ids = rows[s:e]
+            A = as_working(ctx.E[ids], ctx.dtype, "embeddings")
+        anchors = (ids, ctx.la[ids], ctx.inv_a[ids], ctx.sq_a[ids])
+        kinds = [(False, 0, 0.0, None) if r is None else
+                 (True, _miners.OPS[r[0]], float(r[1]),
+                  None if r[2] is None else np.ascontiguousarray(r[2][ids], dtype=ctx.dtype))
+                 for r in rules]
+        if mode == "select":
+            st = tuple(None if x is None else (x[0][s:e], x[1], x[2][s:e], x[3][s:e])
+                       for x in state)
+        else:
+            st = tuple(x[s:e] for x in state)
+        parts = ([], [])
+        for c0, Rc in ctx.ref_chunks():
+            c1 = c0 + Rc.shape[0]
+            refs = (c0, ctx.lr[c0:c1], ctx.inv_r[c0:c1], ctx.sq_r[c0:c1], ctx.self_mode, cosine)
+            res = _miners.scan(A, Rc, anchors, refs, kinds, _miners.MODES[mode], st,
+                               ctx.n_threads)
+            if emit:
+                for kind in (0, 1):
+                    parts[kind].append(res[kind])
+        if emit:
+            for kind in (0, 1):
+                if len(parts[kind]) == 1:
+                    got[kind].append(parts[kind][0])
+                    continue
+                a = np.concatenate([p[0] for p in parts[kind]])
+                j = np.concatenate([p[1] for p in parts[kind]])
+                order = np.argsort(a, kind="stable")  # reference pieces: anchor order
+                got[kind].append((a[order], j[order]))
+    if not emit:
+        return None
+    out = []
     for kind in (0, 1):
-        for part in out[kind]:
-            res.append(np.concatenate(part).astype(np.int64, copy=False) if part
-                       else _EMPTY.copy())
-            part.clear()
-    return tuple(res)
+        pieces = got[kind]
+        out.append(pieces[0] if len(pieces) == 1 else
+                   (np.concatenate([p[0] for p in pieces]) if pieces else _EMPTY.copy(),
+                    np.concatenate([p[1] for p in pieces]) if pieces else _EMPTY.copy()))
+    return out
+
+
+def _threshold(ctx, value):
+    return np.full(ctx.n_a, value, dtype=ctx.dtype)
+
+
+def _mine_pairs(ctx, rules, max_pairs, random_state, counts=None):
+    """Positive and negative pairs passing ``rules`` (see ``_scan``; None: no
+    pair of that kind). With ``max_pairs`` (one count, or one per kind), at
+    most that many of each kind, uniformly without replacement (two passes:
+    count per anchor, unless ``counts`` has them, then keep the chosen ranks).
+    Returns ``(anchor_p, positive, anchor_n, negative)``."""
+    if max_pairs is None:
+        (a1, p), (a2, n) = _scan(ctx, "emit", rules)
+        return a1, p, a2, n
+    if isinstance(max_pairs, numbers.Integral):
+        max_pairs = (max_pairs, max_pairs)
+    if counts is None:
+        counts = (np.zeros(ctx.n_a, dtype=np.int64), np.zeros(ctx.n_a, dtype=np.int64))
+        _scan(ctx, "count", rules, counts)
+    rng = check_random_state(random_state)
+    plans, need = [], []
+    for kind in (0, 1):
+        starts = np.concatenate([[0], np.cumsum(counts[kind])])
+        chosen = _choose(rng, int(starts[-1]), max_pairs[kind])
+        owner = np.searchsorted(starts, chosen, side="right") - 1
+        plans.append((starts, chosen - starts[owner], owner))
+        need.append(owner)
+    rows = np.unique(np.concatenate(need)).astype(np.intp)
+    state = []
+    for kind, (starts, ranks, owner) in enumerate(plans):
+        if rules[kind] is None:
+            state.append(None)
+            continue
+        lo = np.searchsorted(owner, rows, side="left").astype(np.int64)
+        hi = np.searchsorted(owner, rows, side="right").astype(np.int64)
+        state.append((np.zeros(rows.size, dtype=np.int64),
+                      np.ascontiguousarray(ranks, dtype=np.int64), lo, hi))
+    (a1, p), (a2, n) = _scan(ctx, "select", rules, tuple(state), rows=rows)
+    return a1, p, a2, n
 
 
 # ---------------------------------------------------------------------------
 # public miners
 
 
+@_kernel_threads
 def pair_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                 pos_margin=0.2, neg_margin=0.8, distance="euclidean", max_pairs=None,
-                random_state=None, block_size=None):
+                random_state=None, block_size=None, n_jobs=None):
     """Positive pairs farther than ``pos_margin``, negative pairs closer than
     ``neg_margin`` (PML's ``PairMarginMiner``).
 
@@ -481,17 +573,16 @@ def pair_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     >>> list(zip(a2.tolist(), n.tolist()))
     [(0, 2), (2, 0)]
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     pos_t = ctx.key_bound(pos_margin, "pos_margin")
     neg_t = ctx.key_bound(neg_margin, "neg_margin")
     max_pairs = _check_max(max_pairs, "max_pairs")
-
     # on cosine keys (-s) PML's s < pos_margin is -s > -pos_margin, and so on
-    def rule(r0, r1, c0, c1, K, same, diff):
-        return same & (K > pos_t), diff & (K < neg_t)
-    return _mine_pairs(ctx, rule, max_pairs, random_state)
+    rules = ((">", 0, _threshold(ctx, pos_t)), ("<", 0, _threshold(ctx, neg_t)))
+    return _mine_pairs(ctx, rules, max_pairs, random_state)
 
 
+@_kernel_threads
 def multi_similarity(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                      epsilon=0.1, distance="cosine", max_pairs=None, random_state=None,
                      block_size=None, n_jobs=None):
@@ -514,7 +605,7 @@ def multi_similarity(embeddings, labels, ref_embeddings=None, ref_labels=None, *
     block_size : int, optional
         References per distance tile.
     n_jobs : int, optional
-        Unused (kept for symmetry with the per-anchor miners).
+        Threads of the fused distance kernel (default: OpenMP's count).
 
     Returns
     -------
@@ -535,19 +626,16 @@ def multi_similarity(embeddings, labels, ref_embeddings=None, ref_labels=None, *
     >>> list(zip(a2.tolist(), n.tolist()))
     [(0, 2), (1, 2), (1, 3), (2, 0), (2, 1), (3, 1)]
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     eps = ctx.dtype.type(check_real(epsilon, "epsilon"))
     max_pairs = _check_max(max_pairs, "max_pairs")
-    # farthest positive and closest negative of every anchor, exactly (tiles:
-    # the keys must be the ones the rule compares)
-    (_, far_pos), (_, near_neg) = _best_tiles(ctx, [(True, True, None, None),
-                                                    (False, False, None, None)])
-
-    def rule(r0, r1, c0, c1, K, same, diff):
-        pos = same & ((K + eps) > near_neg[r0:r1, None])
-        neg = diff & ((K - eps) < far_pos[r0:r1, None])
-        return pos, neg
-    return _mine_pairs(ctx, rule, max_pairs, random_state)
+    # farthest positive and closest negative of every anchor, exactly, by the
+    # kernel that then tests the pairs (the bounds are the keys it compares)
+    far_pos, near_neg = _threshold(ctx, -np.inf), _threshold(ctx, np.inf)
+    _scan(ctx, "bounds", ((">", 0, None), ("<", 0, None)), (far_pos, near_neg))
+    # s_ap - eps < max s_an and s_an + eps > min s_ap, on keys (larger is farther)
+    rules = ((">", eps, near_neg), ("<", -eps, far_pos))
+    return _mine_pairs(ctx, rules, max_pairs, random_state)
 
 
 def _margin_counts(Dn, Dp, t):
@@ -577,9 +665,10 @@ def _margin_counts(Dn, Dp, t):
 _TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
 
 
+@_kernel_threads
 def triplet_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                    margin=0.2, type_of_triplets="all", distance="euclidean",
-                   max_triplets=None, random_state=None, block_size=None):
+                   max_triplets=None, random_state=None, block_size=None, n_jobs=None):
     """Triplets by their margin ``m = d(a, n) - d(a, p)`` (PML's ``TripletMarginMiner``).
 
     "all": ``m <= margin``; "hard": ``m <= margin`` and ``m <= 0``; "semihard":
@@ -625,7 +714,7 @@ def triplet_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     >>> list(zip(a.tolist(), p.tolist(), n.tolist()))
     [(1, 0, 2), (2, 3, 1)]
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     t = ctx.dtype.type(check_real(margin, "margin"))
     kind = check_option(type_of_triplets, "type_of_triplets", _TRIPLET_TYPES)
     max_triplets = _check_max(max_triplets, "max_triplets")
@@ -719,6 +808,7 @@ def _check_range(value, name, ctx):
     return (-hi, -lo) if ctx.distance == "cosine" else (lo, hi)
 
 
+@_kernel_threads
 def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                     pos_strategy="easy", neg_strategy="semihard", allowed_pos_range=None,
                     allowed_neg_range=None, distance="euclidean", max_pairs=None,
@@ -773,7 +863,7 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     >>> a1.tolist(), p.tolist(), n.tolist()
     ([0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1])
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     pos_s = check_option(pos_strategy, "pos_strategy", _STRATEGIES)
     neg_s = check_option(neg_strategy, "neg_strategy", _STRATEGIES)
     if pos_s == neg_s == "semihard":
@@ -783,7 +873,6 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     pr = _check_range(allowed_pos_range, "allowed_pos_range", ctx)
     nr = _check_range(allowed_neg_range, "allowed_neg_range", ctx)
     max_pairs = _check_max(max_pairs, "max_pairs")
-    n_jobs = check_int(n_jobs, "n_jobs", min_value=1, allow_none=True)
     # on keys (larger is farther): hard/semihard positive = max, easy = min;
     # hard/semihard negative = min, easy = max
     pos_largest = pos_s in ("hard", "semihard")
@@ -798,9 +887,9 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                                                    (False, False, None, nr)]):
         # the closest negative farther than the positive: the search with a cap
         # just below the positive's similarity (the search keeps scores <= cap)
-        p_idx, p_sim = _best_search(ctx, True, nearest=not pos_largest, n_jobs=n_jobs)
+        p_idx, p_sim = _best_search(ctx, True, nearest=not pos_largest)
         cap = np.where(p_idx >= 0, np.nextafter(p_sim, -np.inf), -np.inf).astype(ctx.dtype)
-        n_idx, _ = _best_search(ctx, False, nearest=True, n_jobs=n_jobs, cap=cap)
+        n_idx, _ = _best_search(ctx, False, nearest=True, cap=cap)
         pos, neg = (p_idx, None), (n_idx, None)
     elif neg_s == "semihard":
         (pos,) = _best_tiles(ctx, [(True, pos_largest, None, pr)])
@@ -811,7 +900,7 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
             specs.append((True, pos_largest, None, pr))
         if neg_s != "all":
             specs.append((False, neg_largest, None, nr))
-        got = _extremes(ctx, specs, n_jobs) if specs else []
+        got = _extremes(ctx, specs) if specs else []
         if pos_s != "all":
             pos = got.pop(0)
         if neg_s != "all":
@@ -820,9 +909,9 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
         keep = np.flatnonzero((pos[0] >= 0) & (neg[0] >= 0)).astype(np.int64)
         return keep, pos[0][keep], keep.copy(), neg[0][keep]
 
-    def rule(r0, r1, c0, c1, K, same, diff):
-        return (same if pos is None else None), (diff if neg is None else None)
-    a1, p, a2, n = _mine_pairs(ctx, rule, max_pairs, random_state)
+    every = (">", 0, _threshold(ctx, -np.inf))  # every finite key
+    a1, p, a2, n = _mine_pairs(ctx, (every if pos is None else None,
+                                     every if neg is None else None), max_pairs, random_state)
     if pos is not None:
         a1 = np.flatnonzero(pos[0] >= 0).astype(np.int64)
         p = pos[0][a1]
@@ -832,6 +921,7 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     return a1, p, a2, n
 
 
+@_kernel_threads
 def batch_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                distance="euclidean", block_size=None, n_jobs=None):
     """The farthest positive and the closest negative of every anchor (PML's
@@ -876,9 +966,10 @@ def batch_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     return a, p, n
 
 
+@_kernel_threads
 def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
         filter_percentage=0.5, distance="euclidean", max_pairs=None, random_state=None,
-        block_size=None):
+        block_size=None, n_jobs=None):
     """The hardest fraction of all positive and of all negative pairs (PML's ``HDCMiner``).
 
     Keeps the ``ceil(filter_percentage * n_pos)`` farthest positive pairs and
@@ -920,7 +1011,7 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     >>> list(zip(a1.tolist(), p.tolist())), list(zip(a2.tolist(), n.tolist()))
     ([(0, 1)], [(1, 2), (2, 1)])
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     fp = check_real(filter_percentage, "filter_percentage")
     if not 0 < fp <= 1:
         raise ValueError(f"filter_percentage must be in (0, 1], got {filter_percentage!r}.")
@@ -934,25 +1025,34 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     k_neg = int(math.ceil(fp * n_neg))
     # positives: the k largest keys = the k smallest of -key
     sel = _radix_select(ctx, [(True, -1, k_pos), (False, 1, k_neg)])
-
-    def rule(r0, r1, c0, c1, K, same, diff):
-        out = []
-        for (is_same, sign, _), (cut, take, ties) in zip(
-                [(True, -1, k_pos), (False, 1, k_neg)], sel):
-            m = same if is_same else diff
-            if cut is None:
-                out.append(np.zeros_like(m))
-                continue
-            V = K * ctx.dtype.type(sign)
-            keep = m & (V < cut)
-            if take:
-                eq = np.nonzero(m & (V == cut))
-                flat = (eq[0] + r0).astype(np.int64) * ctx.n_r + eq[1] + c0
-                hit = np.isin(flat, ties)
-                keep[eq[0][hit], eq[1][hit]] = True
-            out.append(keep)
-        return out[0], out[1]
-    return _mine_pairs(ctx, rule, max_pairs, random_state)
+    # the pairs strictly beyond each cut (-key < cut is key > -cut: negation is
+    # exact), then the ties taken at the cut, by flat id
+    rules = tuple(None if cut is None else (op, 0, _threshold(ctx, cut * sign))
+                  for (cut, _, _), op, sign in zip(sel, (">", "<"), (-1, 1)))
+    ties = [_EMPTY if cut is None else t for cut, _, t in sel]
+    counts = None
+    if max_pairs is not None:
+        # a uniform draw from strict pairs and ties: how many of each, then which
+        counts = (np.zeros(ctx.n_a, dtype=np.int64), np.zeros(ctx.n_a, dtype=np.int64))
+        _scan(ctx, "count", rules, counts)
+        random_state = check_random_state(random_state)
+        max_pairs = list(ties)
+        for kind in (0, 1):
+            n_strict = int(counts[kind].sum())
+            chosen = _choose(random_state, n_strict + ties[kind].size, max_pairs)
+            ties[kind] = ties[kind][chosen[chosen >= n_strict] - n_strict]
+            max_pairs[kind] = int((chosen < n_strict).sum())
+    out = _mine_pairs(ctx, rules, max_pairs, random_state, counts)
+    res = []
+    for kind in (0, 1):
+        a, j = out[2 * kind], out[2 * kind + 1]
+        if ties[kind].size:
+            flat = a.astype(np.int64) * ctx.n_r + j
+            at = np.searchsorted(flat, ties[kind])
+            a = np.insert(a, at, ties[kind] // ctx.n_r)
+            j = np.insert(j, at, ties[kind] % ctx.n_r)
+        res += [a.astype(np.intp, copy=False), j.astype(np.intp, copy=False)]
+    return tuple(res)
 
 
 def _sortable(V):
@@ -1022,9 +1122,10 @@ def _radix_select(ctx, specs):
     return res
 
 
+@_kernel_threads
 def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                       cutoff=0.5, nonzero_loss_cutoff=1.4, random_state=None,
-                      block_size=None):
+                      block_size=None, n_jobs=None):
     """Negatives drawn by inverse density of distances (PML's ``DistanceWeightedMiner``).
 
     Weights ``w(d) = d^(2-D) (1 - d^2/4)^((3-D)/2)`` (D the dimension) with
@@ -1066,7 +1167,7 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     >>> a.tolist(), p.tolist()
     ([0, 0, 1, 1, 2, 2, 3, 3], [1, 1, 0, 0, 3, 3, 2, 2])
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size, n_jobs)
     lo = ctx.dtype.type(check_real(cutoff, "cutoff"))
     hi = ctx.dtype.type(check_real(nonzero_loss_cutoff, "nonzero_loss_cutoff"))
     rng = check_random_state(random_state)
@@ -1138,8 +1239,9 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     return A[order], P[order], N[order]
 
 
+@_kernel_threads
 def angular(embeddings, labels, ref_embeddings=None, ref_labels=None, *, angle=20,
-            max_triplets=None, random_state=None, block_size=None):
+            max_triplets=None, random_state=None, block_size=None, n_jobs=None):
     """Triplets whose angle at the negative exceeds ``angle`` degrees (PML's ``AngularMiner``).
 
     The angle is ``atan(|a - p| / (2 |n - (a + p)/2|))`` on the embeddings as
@@ -1177,7 +1279,7 @@ def angular(embeddings, labels, ref_embeddings=None, ref_labels=None, *, angle=2
     >>> list(zip(a.tolist(), p.tolist(), n.tolist()))
     [(0, 1, 2), (1, 0, 2), (2, 3, 1), (3, 2, 1)]
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size, n_jobs)
     thr = ctx.dtype.type(np.radians(check_real(angle, "angle")))
     max_triplets = _check_max(max_triplets, "max_triplets")
     eps = ctx.dtype.type(1e-6)
@@ -1212,40 +1314,52 @@ def angular(embeddings, labels, ref_embeddings=None, ref_labels=None, *, angle=2
                     ang = np.arctan(ap[:, None] / (two * nc))
                 yield pp, nn, ang > thr
 
-    A, P, N = [], [], []
+    def triplets(a, ranks=None):
+        """Anchor ``a``'s triplets (those of the given ranks among them)."""
+        out, seen = [], 0
+        for pp, nn, m in anchor_masks(a):
+            i, j = np.nonzero(m)
+            if ranks is not None:
+                sel = ranks[(ranks >= seen) & (ranks < seen + i.size)] - seen
+                seen += i.size
+                i, j = i[sel], j[sel]
+            out.append((np.full(i.size, a, dtype=np.int64), pp[i], nn[j]))
+        return out
+
     if max_triplets is None:
-        for a in range(ctx.n_a):
-            for pp, nn, m in anchor_masks(a):
-                i, j = np.nonzero(m)
-                A.append(np.full(i.size, a, dtype=np.int64))
-                P.append(pp[i])
-                N.append(nn[j])
+        parts = _per_anchor(ctx, triplets, range(ctx.n_a))
     else:
-        totals = np.zeros(ctx.n_a, dtype=np.int64)
-        for a in range(ctx.n_a):
-            totals[a] = sum(int(np.count_nonzero(m)) for _, _, m in anchor_masks(a))
+        totals = np.array(_per_anchor(ctx, lambda a: sum(
+            int(np.count_nonzero(m)) for _, _, m in anchor_masks(a)), range(ctx.n_a)),
+            dtype=np.int64).reshape(-1)
         starts = np.concatenate([[0], np.cumsum(totals)])
         chosen = _choose(check_random_state(random_state), int(starts[-1]), max_triplets)
         owner = np.searchsorted(starts, chosen, side="right") - 1
-        for a in np.unique(owner):
-            ranks = chosen[owner == a] - starts[a]
-            seen = 0
-            for pp, nn, m in anchor_masks(int(a)):
-                i, j = np.nonzero(m)
-                sel = ranks[(ranks >= seen) & (ranks < seen + i.size)] - seen
-                seen += i.size
-                A.append(np.full(sel.size, a, dtype=np.int64))
-                P.append(pp[i[sel]])
-                N.append(nn[j[sel]])
+        parts = _per_anchor(ctx, lambda a: triplets(a, chosen[owner == a] - starts[a]),
+                            [int(a) for a in np.unique(owner)])
+    parts = [t for per in parts for t in per]
+    A, P, N = ([t[c] for t in parts] for c in range(3))
     if not A:
         return _EMPTY.copy(), _EMPTY.copy(), _EMPTY.copy()
     return _lexsorted(np.concatenate(A), np.concatenate(P).astype(np.int64),
                       np.concatenate(N).astype(np.int64))
 
 
+def _per_anchor(ctx, f, anchors):
+    """``[f(a) for a in anchors]``, on ``n_jobs`` threads (numpy's elementwise
+    work releases the GIL)."""
+    anchors = list(anchors)
+    if ctx.n_threads <= 1 or len(anchors) < 2:
+        return [f(a) for a in anchors]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(ctx.n_threads, len(anchors))) as pool:
+        return list(pool.map(f, anchors))
+
+
+@_kernel_threads
 def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
                       num_bins=100, pos_per_bin=10, neg_per_bin=10, distance="euclidean",
-                      random_state=None, block_size=None):
+                      random_state=None, block_size=None, n_jobs=None):
     """Pairs drawn evenly across a histogram of their distances (PML's
     ``UniformHistogramMiner``).
 
@@ -1288,7 +1402,7 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     >>> a1.size, a2.size
     (3, 2)
     """
-    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size)
+    ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     num_bins = check_int(num_bins, "num_bins", min_value=1)
     per_bin = (check_int(pos_per_bin, "pos_per_bin", min_value=1),
                check_int(neg_per_bin, "neg_per_bin", min_value=1))
