@@ -150,7 +150,8 @@ class NearMiss(BaseUnderSampler):
             if self.version == 3 else None
         counts = Counter(y)
         minority = min(counts, key=counts.get)  # first seen among equal counts
-        X_min = np.asarray(_safe_indexing(X, np.flatnonzero(y == minority)), dtype=np.float64)
+        self._minority_rows = np.flatnonzero(y == minority)
+        X_min = np.asarray(_safe_indexing(X, self._minority_rows), dtype=np.float64)
         n_min = X_min.shape[0]
         # where scikit-learn's exact ties come out of its GEMM expansion, in which
         # they are rounded apart; imbalanced-learn's order follows that rounding
@@ -202,7 +203,15 @@ class NearMiss(BaseUnderSampler):
             raise ValueError(f"n_neighbors_ver3={k3} is larger than the number of samples of "
                              f"class {c!r} ({members.size}).")
         X_class = np.asarray(_safe_indexing(X, members), dtype=np.float64)
-        _, near = nearest_l2_float64(X_min, X_class, k3, n_jobs=self.n_jobs)
+        # one spare neighbour: where the k3-th nearest ties with the next, which of
+        # them scikit-learn short-lists depends on its tree or its GEMM rounding
+        k3n = min(k3 + 1, members.size)
+        dist, near = nearest_l2_float64(X_min, X_class, k3n, n_jobs=self.n_jobs)
+        near = near[:, :k3]
+        if k3n > k3:
+            tied = np.flatnonzero(dist[:, k3 - 1] == dist[:, k3])
+            if tied.size:
+                near[tied] = self._sklearn_short_list(X, members, tied, k3)
         short = np.unique(near)  # positions in the class, sorted
         score = self._sum_distances(X_class, short, X_min, k, farthest=False)
         if short.size < n_keep:
@@ -212,6 +221,18 @@ class NearMiss(BaseUnderSampler):
         # largest first; a stable sort keeps equal sums in sample order, as
         # imbalanced-learn's sorted(..., reverse=True)
         return short[np.argsort(-score, kind="stable")[:n_keep]]
+
+    def _sklearn_short_list(self, X, members, tied, k3):
+        """The short-lists scikit-learn makes for the minority samples ``tied``
+        (positions among them), with the neighbours estimator imbalanced-learn
+        fits on the class: its choice among equidistant samples depends on its
+        KD-tree's traversal or its GEMM rounding, not on the distances alone. A
+        query's neighbours do not depend on the other queries, so only the tied
+        minority samples are searched again."""
+        est = _imblearn_neighbors(self.n_neighbors_ver3).set_params(n_jobs=self.n_jobs)
+        est.fit(_safe_indexing(X, members))
+        X_tied = _safe_indexing(X, self._minority_rows[tied])
+        return est.kneighbors(X_tied, n_neighbors=k3, return_distance=False)
 
     def _check_X_y(self, X, y, accept_sparse=None):
         # refuse sparse X at validation: densifying it for the exact search would
@@ -278,6 +299,17 @@ def _as_gemm_rounds_ties(sums, X, rows, ids, X_min):
 
 
 _EUCLIDEAN = ("euclidean", "l2")
+
+
+def _imblearn_neighbors(value):
+    """A fresh copy of the neighbours estimator imbalanced-learn builds from an
+    int or a k-neighbours estimator (``check_neighbors_object``)."""
+    from sklearn.base import clone
+    from sklearn.neighbors import NearestNeighbors
+
+    if isinstance(value, numbers.Integral):
+        return NearestNeighbors(n_neighbors=int(value))
+    return clone(value)
 
 
 def _neighbors_count(value, name):

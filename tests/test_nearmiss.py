@@ -8,6 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from hnm import NearMiss
+from hnm._exact_l2 import farthest_l2_float64, nearest_l2_float64
 
 
 def both(X, y, **params):
@@ -76,6 +77,68 @@ def test_version3_on_duplicated_majority_rows_identical():
     maj = np.flatnonzero(y == 0)
     X[maj[200:260]] = X[maj[:60]]
     assert_same(X, y, version=3, n_neighbors=3, n_neighbors_ver3=3)
+
+
+# n_features 3: scikit-learn's KD-tree; 20: its brute GEMM path. Either picks its
+# own sample where NearMiss-3's n_neighbors_ver3-th nearest ties with the next
+@pytest.mark.parametrize("n_features", [3, 20])
+@pytest.mark.parametrize("data", ["grid", "duplicates"])
+def test_version3_short_list_ties_identical(n_features, data):
+    rng = np.random.default_rng(n_features + 1)
+    y = rng.choice(3, 300, p=[0.6, 0.3, 0.1])
+    if data == "grid":
+        X = rng.integers(0, 3, size=(300, n_features)).astype(float)  # many exact ties
+    else:
+        X = rng.standard_normal((300, n_features))
+        X[200:260] = X[:60]  # duplicated rows, also across classes
+    for k, k3, strategy in ((1, 1, "auto"), (3, 3, "all"), (2, 10, "auto")):
+        assert_same(X, y, version=3, n_neighbors=k, n_neighbors_ver3=k3,
+                    sampling_strategy=strategy)
+
+
+def near_ties(n_features, seed, offset):
+    """Majority samples whose nearest minority samples are equidistant up to
+    ~1e-9 relative: below float32's resolution (all the more so after a large
+    common offset), above float64's."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, n_features)) * 4
+    X_min = np.repeat(centres, 2, axis=0)
+    X_min[1::2] += rng.standard_normal((40, n_features)) * 1e-9  # near-duplicates
+    X_maj = centres[rng.integers(0, 40, 600)] + rng.standard_normal((600, n_features))
+    X = np.vstack([X_maj, X_min]) + offset
+    y = np.r_[np.zeros(600, int), np.ones(80, int)]
+    perm = rng.permutation(y.size)
+    return X[perm], y[perm]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_near_ties_below_float32_resolution_identical(version, offset):
+    # 10 features: scikit-learn's KD-tree computes the distances exactly as hnm
+    # does, so even ties to 1e-9 must come out in the same order
+    X, y = near_ties(10, version, offset)
+    for k in (1, 2, 3):
+        assert_same(X, y, version=version, n_neighbors=k, n_neighbors_ver3=3)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_certified_float32_search_exact_at_near_ties(offset):
+    # the nearest neighbours and their float64 distances equal a float64 brute
+    # force, though float32 cannot tell the near-duplicates apart
+    X, y = near_ties(20, 7, offset)
+    Q, C = X[y == 0], X[y == 1]
+    D = ((Q[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+    for k in (1, 2, 5):
+        dist, idx = nearest_l2_float64(Q, C, k)
+        ref = np.lexsort((np.broadcast_to(np.arange(C.shape[0]), D.shape), D), axis=1)[:, :k]
+        np.testing.assert_array_equal(idx, ref)
+        np.testing.assert_allclose(dist, np.sqrt(np.take_along_axis(D, ref, axis=1)),
+                                   rtol=1e-15, atol=0)
+        dist, idx = farthest_l2_float64(Q, C, k)
+        ref = np.lexsort((np.broadcast_to(np.arange(C.shape[0]), D.shape), -D), axis=1)[:, :k]
+        np.testing.assert_array_equal(idx, ref)
+        np.testing.assert_allclose(dist, np.sqrt(np.take_along_axis(D, ref, axis=1)),
+                                   rtol=1e-15, atol=0)
 
 
 def test_float32_and_memmap_input_identical(as_memmap):
