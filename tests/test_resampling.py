@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.base import clone
 
+import refs_selection as refs
 from hnm import HardNegativeResampler, difficulty
 
 
@@ -65,9 +66,7 @@ def test_model_difficulty_is_out_of_fold_and_keeps_the_hardest(imbalanced):
                               X, y, cv=StratifiedKFold(5), method="predict_proba")
     d = difficulty(y, proba)
     neg = np.flatnonzero(y == 0)
-    expected = neg[np.lexsort((neg, -d[neg]))][: (y == 1).sum()]
-    kept_neg = sampler.sample_indices_[y[sampler.sample_indices_] == 0]
-    np.testing.assert_array_equal(np.sort(kept_neg), np.sort(expected))
+    np.testing.assert_array_equal(sampler.sample_indices_, refs.resample_indices(y, d))
     np.testing.assert_allclose(sampler.sample_difficulty_[neg], d[neg])
     assert Counter(y_res) == {0: (y == 1).sum(), 1: (y == 1).sum()}
     assert set(sampler.reason_[y_res == 1]) == {"kept class"}
@@ -82,7 +81,7 @@ def test_guards_and_blend(imbalanced):
                                     random_state=0)
     sampler.fit_resample(X, y, sample_difficulty=d)
     neg = np.flatnonzero(y == 0)
-    ranked = neg[np.lexsort((neg, -d[neg]))]
+    ranked = neg[refs.ranking(d[neg])]
     n_noise = int(0.1 * neg.size)
     hard = sampler.sample_indices_[sampler.reason_ == "hard"]
     easy = sampler.sample_indices_[sampler.reason_ == "easy"]
@@ -92,12 +91,24 @@ def test_guards_and_blend(imbalanced):
     np.testing.assert_allclose(sampler.difficulty_[sampler.reason_ == "hard"], d[hard])
 
 
+@pytest.mark.parametrize("noise_fraction, band", [(0.0, (0, None)), (0.1, (5, None)),
+                                                  (0.02, (30, 400)), (0.3, (0, 10**6))])
+def test_hardest_only_is_the_reference_band(imbalanced, noise_fraction, band):
+    X, y = imbalanced
+    d = np.random.default_rng(7).integers(0, 50, y.size).astype(float)  # many ties
+    sampler = HardNegativeResampler(noise_fraction=noise_fraction, band=band, easy_ratio=0.0)
+    sampler.fit_resample(X, y, sample_difficulty=d)
+    np.testing.assert_array_equal(
+        sampler.sample_indices_, refs.resample_indices(y, d, noise_fraction=noise_fraction,
+                                                       band=band))
+
+
 @pytest.mark.parametrize("selection", ["hardest", "sample", "importance"])
 def test_band_is_the_window_of_ranks_the_negatives_come_from(imbalanced, selection):
     X, y = imbalanced
     d = np.random.default_rng(6).random(y.size)
     neg = np.flatnonzero(y == 0)
-    ranked = neg[np.lexsort((neg, -d[neg]))]
+    ranked = neg[refs.ranking(d[neg])]
     n_noise = int(0.05 * neg.size)
     n_keep = (y == 1).sum()
     n_hard = n_keep if selection == "importance" else round(n_keep / 4)
@@ -177,7 +188,7 @@ def test_noise_guarded_examples_are_never_kept_even_as_easy(imbalanced):
     X, y = imbalanced
     d = np.random.default_rng(1).random(y.size)
     neg = np.flatnonzero(y == 0)
-    guarded = neg[np.lexsort((neg, -d[neg]))][: int(0.3 * neg.size)]
+    guarded = neg[refs.ranking(d[neg])][: int(0.3 * neg.size)]
     for kwargs in (dict(easy_ratio=50.0), dict(selection="sample", easy_ratio=3.0),
                    dict(expand_neighbors=3, easy_ratio=1.0)):
         sampler = HardNegativeResampler(noise_fraction=0.3, random_state=0, **kwargs)
@@ -191,7 +202,7 @@ def test_a_target_above_the_guard_takes_the_least_hard_guarded_examples(imbalanc
     X, y = imbalanced
     d = np.random.default_rng(2).random(y.size)
     neg = np.flatnonzero(y == 0)
-    ranked = neg[np.lexsort((neg, -d[neg]))]
+    ranked = neg[refs.ranking(d[neg])]
     n_keep = neg.size - 10
     sampler = HardNegativeResampler(sampling_strategy={0: n_keep}, noise_fraction=0.2,
                                     easy_ratio=1.0, random_state=0)

@@ -5,26 +5,8 @@ from hypothesis.extra import numpy as hnp
 from threadpoolctl import threadpool_limits
 
 import hnm
+import refs_selection as refs
 from hnm._openmp_helpers import openmp_max_threads
-
-
-def reference_topk(x, start, stop, largest=True, axis=None):
-    """Plain numpy: stable order on (-key, index), NaN excluded, padded with (NaN, -1)."""
-    x = np.asarray(x)
-    if axis is None:
-        flat = x.reshape(-1).astype(np.float64)
-        keys = flat if largest else -flat
-        valid = np.flatnonzero(~np.isnan(keys))
-        order = valid[np.lexsort((valid, -keys[valid]))][:stop]
-        idx = np.full(stop, -1, dtype=np.intp)
-        idx[: order.size] = order
-        vals = np.where(idx >= 0, flat[np.maximum(idx, 0)], np.nan)
-        return vals[start:], idx[start:]
-    if axis == 0:
-        x = x.T
-    rows = [reference_topk(row, start, stop, largest) for row in x]
-    return (np.array([r[0] for r in rows]).reshape(len(rows), -1),
-            np.array([r[1] for r in rows], dtype=np.intp).reshape(len(rows), -1))
 
 
 def assert_same(result, expected):
@@ -50,7 +32,7 @@ def test_flat_matches_reference_for_any_chunking_and_threads(x, data):
     threads = data.draw(st.sampled_from([1, 2]))
     with threadpool_limits(threads, user_api="openmp"):
         result = hnm.topk(x, k, largest=largest, chunk_size=chunk)
-    assert_same(result, reference_topk(x, 0, k, largest))
+    assert_same(result, refs.topk(x, band=(0, k), largest=largest))
     assert result.values.dtype == x.dtype and result.indices.dtype == np.intp
 
 
@@ -61,7 +43,7 @@ def test_band_matches_reference(x, data):
     chunk = data.draw(st.integers(1, 64))
     largest = data.draw(st.booleans())
     result = hnm.topk(x, band=(start, stop), largest=largest, chunk_size=chunk)
-    assert_same(result, reference_topk(x, start, stop, largest))
+    assert_same(result, refs.topk(x, band=(start, stop), largest=largest))
 
 
 @given(
@@ -74,7 +56,7 @@ def test_nan_omit_never_selects_nan_and_pads(x, data):
     chunk = data.draw(st.integers(1, 32))
     largest = data.draw(st.booleans())
     result = hnm.topk(x, k, nan_policy="omit", chunk_size=chunk, largest=largest)
-    assert_same(result, reference_topk(x, 0, k, largest))
+    assert_same(result, refs.topk(x, band=(0, k), largest=largest))
     if np.isnan(x).any():
         with pytest.raises(ValueError, match="NaN"):
             hnm.topk(x, k, chunk_size=chunk)
@@ -97,7 +79,7 @@ def test_rows_match_reference(x, data):
     with threadpool_limits(threads, user_api="openmp"):
         result = hnm.topk(x, band=(start, stop), axis=axis, largest=largest,
                           chunk_size=chunk, nan_policy="omit")
-    assert_same(result, reference_topk(x, start, stop, largest, axis=axis % 2))
+    assert_same(result, refs.topk(x, band=(start, stop), largest=largest, axis=axis % 2))
 
 
 @given(
@@ -110,7 +92,7 @@ def test_any_shape_flattens_in_c_order(x, data):
     k = data.draw(st.integers(1, x.size))
     chunk = data.draw(st.integers(1, 50))
     result = hnm.topk(x, k, chunk_size=chunk)
-    assert_same(result, reference_topk(x, 0, k))
+    assert_same(result, refs.topk(x, band=(0, k)))
     assert result.values.dtype == x.dtype
 
 
@@ -118,7 +100,7 @@ def test_any_shape_flattens_in_c_order(x, data):
 def test_integer_and_bool_scores_are_exact(dtype, rng):
     x = rng.integers(0, 100, size=1000).astype(dtype)
     result = hnm.topk(x, 37, chunk_size=64)
-    assert_same(result, reference_topk(x, 0, 37))
+    assert_same(result, refs.topk(x, band=(0, 37)))
     assert result.values.dtype == x.dtype
 
 
@@ -131,7 +113,7 @@ def test_big_int64_refused_rather_than_rounded():
 @pytest.mark.parametrize("order", [">f4", ">f8"])
 def test_byte_swapped_input(order, rng):
     x = rng.standard_normal(500).astype(order)
-    assert_same(hnm.topk(x, 20, chunk_size=33), reference_topk(x, 0, 20))
+    assert_same(hnm.topk(x, 20, chunk_size=33), refs.topk(x, band=(0, 20)))
 
 
 @pytest.mark.parametrize("make", [
@@ -142,10 +124,10 @@ def test_byte_swapped_input(order, rng):
 def test_non_contiguous_inputs(make, rng):
     x = make(rng.standard_normal(1000))
     for chunk in (1, 7, 10**6):
-        assert_same(hnm.topk(x, 15, chunk_size=chunk), reference_topk(x, 0, 15))
+        assert_same(hnm.topk(x, 15, chunk_size=chunk), refs.topk(x, band=(0, 15)))
         if x.ndim == 2:
             assert_same(hnm.topk(x, 3, axis=-1, chunk_size=chunk),
-                        reference_topk(x, 0, 3, axis=1))
+                        refs.topk(x, band=(0, 3), axis=1))
 
 
 def test_read_only_memmap_is_streamed_and_untouched(as_memmap, rng):
@@ -154,9 +136,9 @@ def test_read_only_memmap_is_streamed_and_untouched(as_memmap, rng):
     mm = as_memmap(a)
     assert not mm.flags.writeable
     for chunk in (1000, 4099, None):
-        assert_same(hnm.topk(mm, 500, chunk_size=chunk), reference_topk(a, 0, 500))
+        assert_same(hnm.topk(mm, 500, chunk_size=chunk), refs.topk(a, band=(0, 500)))
     rows = as_memmap(a.reshape(500, 100))
-    assert_same(hnm.topk(rows, 7, axis=-1), reference_topk(a.reshape(500, 100), 0, 7, axis=1))
+    assert_same(hnm.topk(rows, 7, axis=-1), refs.topk(a.reshape(500, 100), band=(0, 7), axis=1))
     np.testing.assert_array_equal(np.asarray(mm), a)
 
 
@@ -177,7 +159,7 @@ def test_at_most_takes_all_instead_of_raising(axis, rng):
                                          rf"\({n}\); pass at_most=True"):
         hnm.topk(x, n + 1, axis=axis)
     assert_same(hnm.topk(x, n + 1, axis=axis, at_most=True),
-                reference_topk(x, 0, n, axis=axis))
+                refs.topk(x, band=(0, n), axis=axis))
     empty = hnm.topk(np.empty(0), 3, at_most=True)
     assert empty.indices.shape == (0,) and empty.indices.dtype == np.intp
 
@@ -201,7 +183,7 @@ def test_check_k_is_the_one_how_many_rule():
 
 def test_larger_chunks_than_input_and_k_equals_n(rng):
     x = rng.standard_normal(100)
-    assert_same(hnm.topk(x, 100, chunk_size=10**9), reference_topk(x, 0, 100))
+    assert_same(hnm.topk(x, 100, chunk_size=10**9), refs.topk(x, band=(0, 100)))
 
 
 def test_lists_are_accepted():
@@ -215,7 +197,7 @@ def test_rows_with_zero_rows():
 
 def test_band_stop_none_means_all(rng):
     x = rng.standard_normal(50)
-    assert_same(hnm.topk(x, band=(45, None)), reference_topk(x, 45, 50))
+    assert_same(hnm.topk(x, band=(45, None)), refs.topk(x, band=(45, 50)))
 
 
 def test_threadpoolctl_controls_kernel_threads():
@@ -299,10 +281,10 @@ def test_layouts_give_identical_results(a, layout, as_memmap, data):
     np.testing.assert_array_equal(np.asarray(x), a)
     chunk = data.draw(st.integers(1, 100))
     k = data.draw(st.integers(1, a.size))
-    assert_same(hnm.topk(x, k, chunk_size=chunk), reference_topk(a, 0, k))
+    assert_same(hnm.topk(x, k, chunk_size=chunk), refs.topk(a, band=(0, k)))
     kr = data.draw(st.integers(1, a.shape[1]))
     assert_same(hnm.topk(x, kr, axis=-1, chunk_size=chunk, largest=False),
-                reference_topk(a, 0, kr, largest=False, axis=1))
+                refs.topk(a, band=(0, kr), largest=False, axis=1))
 
 
 # ---------------------------------------------------------------- strategies
@@ -318,33 +300,24 @@ from hnm.selection import (  # noqa: E402
 )
 
 
-def ranking(d):
-    """Hardest first, ties by smaller index (plain numpy)."""
-    d = np.asarray(d, dtype=np.float64)
-    return np.lexsort((np.arange(d.size), -d))
-
-
 @given(
     d=hnp.arrays(np.float64, st.integers(1, 200), elements=st.one_of(tie_pool, st.floats(-5, 5))),
     data=st.data(),
 )
 def test_select_hardest_is_a_band_of_the_ranking(d, data):
     q = data.draw(st.sampled_from([0.0, 0.05, 0.3]))
-    n_noise = int(q * d.size)
-    left = d.size - n_noise
-    k = data.draw(st.integers(1, left))
-    np.testing.assert_array_equal(select_hardest(d, k, noise_fraction=q),
-                                  ranking(d)[n_noise:n_noise + k])
+    left = d.size - int(q * d.size)
     start = data.draw(st.integers(0, left - 1))
-    stop = data.draw(st.none() | st.integers(start + 1, left))
-    got = select_hardest(d, band=(start, stop), noise_fraction=q)
-    end = d.size if stop is None else n_noise + stop
-    np.testing.assert_array_equal(got, ranking(d)[n_noise + start:end])
-    # at_most: the band cut at what is left, possibly empty
-    start = data.draw(st.integers(0, left + 3))
-    stop = data.draw(st.integers(start + 1, left + 5))
-    got = select_hardest(d, band=(start, stop), noise_fraction=q, at_most=True)
-    np.testing.assert_array_equal(got, ranking(d)[n_noise + start:n_noise + stop])
+    for kw in (dict(k=data.draw(st.integers(1, left))),
+               dict(band=(start, data.draw(st.none() | st.integers(start + 1, left)))),
+               dict(fraction=data.draw(st.floats(0.01, 1.0)), min_keep=data.draw(
+                   st.integers(0, 5))),
+               # at_most: the count or the band cut at what is left, possibly empty
+               dict(k=data.draw(st.integers(1, left + 5)), at_most=True),
+               dict(band=(left + 1, left + 3), at_most=True),
+               dict(band=(start, left + 5), at_most=True)):
+        np.testing.assert_array_equal(select_hardest(d, noise_fraction=q, **kw),
+                                      refs.select_hardest(d, noise_fraction=q, **kw), str(kw))
 
 
 def test_select_hardest_fraction_and_min_keep():
@@ -369,7 +342,7 @@ def test_select_hardest_fraction_and_min_keep():
     (dict(band=(6, None), noise_fraction=0.25), ValueError, r"start < stop, got \(6, 6\)"),
     (dict(band=(3, 3), at_most=True), ValueError, r"start < stop, got \(3, 3\)"),
     (dict(band=(-1, 3)), ValueError, "band start must be >= 0"),
-    (dict(band=3), TypeError, "band must be a \(start, stop\) pair"),
+    (dict(band=3), TypeError, r"band must be a \(start, stop\) pair"),
     (dict(k=2, at_most="yes"), TypeError, "at_most must be a bool"),
     (dict(fraction=0.0), ValueError, "fraction must be in \\(0, 1\\]"),
     (dict(fraction=1.5), ValueError, "fraction must be in"),
@@ -396,6 +369,16 @@ def test_at_most_across_the_selection_api():
         importance_sample(d, 9)
 
 
+@given(d=hnp.arrays(np.float64, st.integers(1, 120), elements=st.one_of(
+    tie_pool.filter(np.isfinite), st.floats(-5, 5))), data=st.data())
+def test_sample_by_difficulty_is_the_gumbel_top_k_of_the_reference(d, data):
+    q = data.draw(st.sampled_from([0.0, 0.1]))
+    kw = dict(k=data.draw(st.integers(1, d.size - int(q * d.size))), noise_fraction=q,
+              temperature=data.draw(st.sampled_from([0.1, 1.0, 7.0])),
+              random_state=data.draw(st.integers(0, 2**31)))
+    np.testing.assert_array_equal(sample_by_difficulty(d, **kw), refs.sample_by_difficulty(d, **kw))
+
+
 def test_sample_by_difficulty_is_reproducible_and_without_replacement(rng):
     d = rng.standard_normal(500)
     a = sample_by_difficulty(d, 50, random_state=3)
@@ -407,7 +390,7 @@ def test_sample_by_difficulty_is_reproducible_and_without_replacement(rng):
 def test_sample_by_difficulty_temperature_limits(rng):
     d = rng.permutation(200).astype(float)
     cold = sample_by_difficulty(d, 20, temperature=1e-3, random_state=0)
-    np.testing.assert_array_equal(np.sort(cold), np.sort(ranking(d)[:20]))
+    np.testing.assert_array_equal(np.sort(cold), np.sort(refs.ranking(d)[:20]))
     # very hot: every example about equally likely to be drawn first
     firsts = np.array([sample_by_difficulty(d[:5], 1, temperature=1e9, random_state=s)[0]
                        for s in range(3000)])
@@ -423,7 +406,7 @@ def test_sample_by_difficulty_follows_softmax_probabilities():
 
 def test_sample_by_difficulty_noise_guard_excludes_the_hardest(rng):
     d = rng.standard_normal(100)
-    hardest = ranking(d)[:10]
+    hardest = refs.ranking(d)[:10]
     for seed in range(20):
         got = sample_by_difficulty(d, 90, noise_fraction=0.1, temperature=5.0, random_state=seed)
         assert not np.isin(hardest, got).any()
@@ -445,6 +428,18 @@ def test_sample_by_difficulty_bad_arguments(kwargs, exc, match):
 def test_sample_by_difficulty_refuses_non_finite():
     with pytest.raises(ValueError, match="difficulty contains NaN"):
         sample_by_difficulty([1.0, np.nan, 2.0], 1)
+
+
+@given(n=st.integers(0, 60), data=st.data())
+def test_blend_easy_matches_the_reference_draw(n, data):
+    hard = data.draw(st.lists(st.integers(0, max(n - 1, 0)), unique=True, max_size=n)
+                     if n else st.just([]))
+    k = data.draw(st.integers(0, n - len(hard)))
+    seed = data.draw(st.integers(0, 2**31))
+    got = blend_easy(np.array(hard, dtype=np.intp), n, k, random_state=seed)
+    indices, is_hard = refs.blend_easy(hard, n, k, random_state=seed)
+    np.testing.assert_array_equal(got.indices, indices)
+    np.testing.assert_array_equal(got.is_hard, is_hard)
 
 
 def test_blend_easy_adds_distinct_easy_examples():
@@ -479,8 +474,7 @@ def test_blend_easy_bad_arguments(args, exc, match):
 @given(m=hnp.arrays(np.float64, st.integers(0, 100), elements=st.one_of(
     tie_pool, st.floats(-2, 2))), margin=st.floats(0.01, 3), data=st.data())
 def test_select_semi_hard_matches_reference(m, margin, data):
-    inside = np.flatnonzero((m > 0) & (m <= margin))
-    expected = inside[np.lexsort((inside, m[inside]))]
+    expected = refs.select_semi_hard(m, margin)
     k = data.draw(st.none() | st.integers(1, 120))
     if k is not None and k > m.size:
         # the static count is checked against the margins given, the filter's
@@ -498,6 +492,16 @@ def test_select_semi_hard_bad_arguments():
         select_semi_hard([0.1], 0.0)
     with pytest.raises(ValueError, match="margins contains NaN"):
         select_semi_hard([0.1, np.nan], 1.0)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(pacing="root"), dict(pacing="geometric",
+                                start_fraction=0.5), dict(width=0.25), dict(width=1.0),
+                                dict(pacing=lambda t: 0.5 + t / 2)])
+def test_curriculum_window_matches_the_reference(kw):
+    for n_rounds in (1, 2, 5):
+        for r in range(n_rounds):
+            np.testing.assert_allclose(curriculum_window(r, n_rounds, **kw),
+                                       refs.curriculum_window(r, n_rounds, **kw), atol=1e-11)
 
 
 @pytest.mark.parametrize("pacing", ["linear", "root", "geometric", lambda t: 0.1 + 0.9 * t**2])
@@ -534,8 +538,9 @@ def test_curriculum_bad_arguments(args, kwargs, exc, match):
 def test_quantile_windows_partition_the_easy_to_hard_ranking(d, cuts):
     bounds = [0.0, *sorted(set(cuts)), 1.0]
     parts = [select_quantile_window(d, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
-    easy_first = ranking(-d)
-    np.testing.assert_array_equal(np.concatenate(parts)[: d.size], easy_first)
+    for part, lo, hi in zip(parts, bounds, bounds[1:]):
+        np.testing.assert_array_equal(part, refs.select_quantile_window(d, lo, hi))
+    np.testing.assert_array_equal(np.concatenate(parts), refs.ranking(d, largest=False))
 
 
 def test_quantile_window_bad_arguments():
@@ -559,6 +564,15 @@ def test_difficulty_weights_focal_and_softmax(rng):
     np.testing.assert_array_equal(difficulty_weights(np.zeros(4)), np.ones(4))
 
 
+@given(d=hnp.arrays(np.float64, st.integers(0, 80), elements=st.floats(0, 50)),
+       kw=st.sampled_from([dict(), dict(gamma=0.5), dict(gamma=0.0), dict(min_weight=0.3),
+                           dict(method="softmax", temperature=3.0),
+                           dict(method="softmax", temperature=0.2, min_weight=0.1)]))
+def test_difficulty_weights_match_the_reference(d, kw):
+    np.testing.assert_allclose(difficulty_weights(d, **kw), refs.difficulty_weights(d, **kw),
+                               rtol=1e-12, atol=1e-14)
+
+
 def test_difficulty_weights_bad_arguments():
     with pytest.raises(ValueError, match="difficulty must be >= 0 for method='power'"):
         difficulty_weights([-1.0, 1.0])
@@ -575,7 +589,7 @@ def test_difficulty_weights_bad_arguments():
 def test_progress_bar_reports_on_stderr(capsys, rng):
     x = rng.standard_normal(5000)
     r = hnm.topk(x, 10, chunk_size=100, progress=True)
-    assert_same(r, reference_topk(x, 0, 10))
+    assert_same(r, refs.topk(x, band=(0, 10)))
     assert "topk" in capsys.readouterr().err
     hnm.topk(x.reshape(50, 100), 3, axis=-1, chunk_size=100, progress=True)
     assert "rows" in capsys.readouterr().err
