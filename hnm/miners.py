@@ -551,6 +551,9 @@ def pair_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
         Seeds the draw of ``max_pairs``.
     block_size : int, optional
         References per distance tile (default 4096).
+    n_jobs : int, optional
+        Threads of the kernels (OpenMP, BLAS single-threaded inside them);
+        default: OpenMP's count. Every miner takes it.
 
     Returns
     -------
@@ -595,17 +598,13 @@ def multi_similarity(embeddings, labels, ref_embeddings=None, ref_labels=None, *
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, block_size, n_jobs
         As in :func:`pair_margin`.
     epsilon : float, default=0.1
     distance : {"cosine", "euclidean"}, default="cosine"
     max_pairs : int, optional
         At most this many pairs of each kind, uniformly without replacement.
     random_state : int, RandomState instance or None
-    block_size : int, optional
-        References per distance tile.
-    n_jobs : int, optional
-        Threads of the fused distance kernel (default: OpenMP's count).
 
     Returns
     -------
@@ -619,11 +618,9 @@ def multi_similarity(embeddings, labels, ref_embeddings=None, ref_labels=None, *
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]])
-    >>> a1, p, a2, n = miners.multi_similarity(x, [0, 0, 1, 1])
-    >>> list(zip(a2.tolist(), n.tolist()))
+    >>> from hnm.miners import multi_similarity
+    >>> pairs = multi_similarity([[1, 0], [.6, .8], [.8, .6], [0, 1]], [0, 0, 1, 1])
+    >>> [(int(a), int(n)) for a, n in zip(*pairs[2:])]
     [(0, 2), (1, 2), (1, 3), (2, 0), (2, 1), (3, 1)]
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
@@ -682,18 +679,16 @@ def triplet_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, block_size, n_jobs
         As in :func:`pair_margin`.
     margin : float, default=0.2
     type_of_triplets : {"all", "hard", "semihard", "easy"}, default="all"
     distance : {"euclidean", "cosine"}, default="euclidean"
     max_triplets : int, optional
         At most this many triplets, drawn uniformly without replacement from the
-        full set (exact size ``min(max_triplets, n_triplets)``). Without it the
-        whole set is returned, which grows as ``n^3``.
+        full set (exact size ``min(max_triplets, n_triplets)``), seeded by
+        ``random_state``. Without it the whole set is returned (``n^3``).
     random_state : int, RandomState instance or None
-    block_size : int, optional
-        References per distance tile.
 
     Returns
     -------
@@ -707,12 +702,14 @@ def triplet_margin(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Examples
     --------
+    Two anchors have a negative closer than their positive:
+
     >>> import numpy as np
     >>> from hnm import miners
     >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a, p, n = miners.triplet_margin(x, [0, 0, 1, 1], type_of_triplets="hard")
-    >>> list(zip(a.tolist(), p.tolist(), n.tolist()))
-    [(1, 0, 2), (2, 3, 1)]
+    >>> np.stack(miners.triplet_margin(x, [0, 0, 1, 1], type_of_triplets="hard"), axis=1)
+    array([[1, 0, 2],
+           [2, 3, 1]])
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     t = ctx.dtype.type(check_real(margin, "margin"))
@@ -829,7 +826,7 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, n_jobs
         As in :func:`pair_margin`.
     pos_strategy, neg_strategy : {"hard", "semihard", "easy", "all"}
         Default "easy" and "semihard", PML's; not both "semihard", and
@@ -842,8 +839,6 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     random_state : int, RandomState instance or None
     block_size : int, optional
         References per distance tile or search block.
-    n_jobs : int, optional
-        Threads of the exact search.
 
     Returns
     -------
@@ -856,12 +851,14 @@ def batch_easy_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Examples
     --------
-    >>> import numpy as np
+    PML's default: the closest positive, and the closest negative farther
+    than it.
+
     >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a1, p, a2, n = miners.batch_easy_hard(x, [0, 0, 1, 1])
-    >>> a1.tolist(), p.tolist(), n.tolist()
-    ([0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1])
+    >>> x = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+    >>> anchors, positives, _, negatives = miners.batch_easy_hard(x, [0, 0, 1, 1])
+    >>> print(anchors, positives, negatives)
+    [0 1 2 3] [1 0 3 2] [2 3 0 1]
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     pos_s = check_option(pos_strategy, "pos_strategy", _STRATEGIES)
@@ -938,7 +935,7 @@ def batch_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     block_size : int, optional
         Candidates per search block.
     n_jobs : int, optional
-        Threads of the search.
+        Threads of the search (as in :func:`pair_margin`).
 
     Returns
     -------
@@ -953,12 +950,13 @@ def batch_hard(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a, p, n = miners.batch_hard(x, [0, 0, 1, 1])
-    >>> a.tolist(), p.tolist(), n.tolist()
-    ([0, 1, 2, 3], [1, 0, 3, 2], [2, 2, 1, 1])
+    >>> import torch  # doctest: +SKIP
+    >>> from hnm.miners import batch_hard
+    >>> emb = [[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]
+    >>> triplets = batch_hard(emb, [0, 0, 1, 1])
+    >>> triplets[1].tolist(), triplets[2].tolist()  # hardest positive, negative
+    ([1, 0, 3, 2], [2, 2, 1, 1])
+    >>> indices_tuple = tuple(map(torch.from_numpy, triplets))  # doctest: +SKIP
     """
     a, p, _, n = batch_easy_hard(embeddings, labels, ref_embeddings, ref_labels,
                                  pos_strategy="hard", neg_strategy="hard",
@@ -980,17 +978,15 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, block_size, n_jobs
         As in :func:`pair_margin`.
     filter_percentage : float, default=0.5
         In (0, 1].
     distance : {"euclidean", "cosine"}, default="euclidean"
     max_pairs : int, optional
         At most this many of the selected pairs of each kind, uniformly without
-        replacement.
+        replacement, seeded by ``random_state``.
     random_state : int, RandomState instance or None
-    block_size : int, optional
-        References per distance tile.
 
     Returns
     -------
@@ -1004,12 +1000,15 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
 
     Examples
     --------
+    The farthest quarter of the 4 positive pairs, the closest quarter of the 8
+    negative pairs:
+
     >>> import numpy as np
     >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a1, p, a2, n = miners.hdc(x, [0, 0, 1, 1], filter_percentage=0.25)
-    >>> list(zip(a1.tolist(), p.tolist())), list(zip(a2.tolist(), n.tolist()))
-    ([(0, 1)], [(1, 2), (2, 1)])
+    >>> got = miners.hdc(np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]]),
+    ...                  np.array([0, 0, 1, 1]), filter_percentage=0.25)
+    >>> [list(zip(got[k].tolist(), got[k + 1].tolist())) for k in (0, 2)]
+    [[(0, 1)], [(1, 2), (2, 1)]]
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
     fp = check_real(filter_percentage, "filter_percentage")
@@ -1140,14 +1139,12 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, block_size, n_jobs
         As in :func:`pair_margin`.
     cutoff, nonzero_loss_cutoff : float, default=0.5, 1.4
     random_state : int, RandomState instance or None
         Seeds the draws (PML draws with torch's generator: the anchors are
         PML's, the positives and negatives follow the same distribution).
-    block_size : int, optional
-        References per distance tile.
 
     Returns
     -------
@@ -1160,12 +1157,16 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a, p, n = miners.distance_weighted(x, [0, 0, 1, 1], random_state=0)
-    >>> a.tolist(), p.tolist()
-    ([0, 0, 1, 1, 2, 2, 3, 3], [1, 1, 0, 0, 3, 3, 2, 2])
+    Each anchor gets as many triplets as its label has rows; the negatives
+    are random:
+
+    >>> from hnm.miners import distance_weighted
+    >>> a, p, n = distance_weighted([[1, 0], [.8, .6], [.6, .8], [0, 1]], [0, 0, 1, 1],
+    ...                             random_state=0)
+    >>> a
+    array([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> p
+    array([1, 1, 0, 0, 3, 3, 2, 2])
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size, n_jobs)
     lo = ctx.dtype.type(check_real(cutoff, "cutoff"))
@@ -1260,6 +1261,8 @@ def angular(embeddings, labels, ref_embeddings=None, ref_labels=None, *, angle=2
     random_state : int, RandomState instance or None
     block_size : int, optional
         Negatives per tile.
+    n_jobs : int, optional
+        Threads, each evaluating one anchor at a time (numpy releases the GIL).
 
     Returns
     -------
@@ -1272,12 +1275,13 @@ def angular(embeddings, labels, ref_embeddings=None, ref_labels=None, *, angle=2
 
     Examples
     --------
-    >>> import numpy as np
     >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a, p, n = miners.angular(x, [0, 0, 1, 1], angle=20)
-    >>> list(zip(a.tolist(), p.tolist(), n.tolist()))
-    [(0, 1, 2), (1, 0, 2), (2, 3, 1), (3, 2, 1)]
+    >>> for t in zip(*miners.angular([[1, 0], [.8, .6], [.6, .8], [0, 1]], [0, 0, 1, 1])):
+    ...     print(*map(int, t))
+    0 1 2
+    1 0 2
+    2 3 1
+    3 2 1
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, "euclidean", block_size, n_jobs)
     thr = ctx.dtype.type(np.radians(check_real(angle, "angle")))
@@ -1371,15 +1375,13 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
 
     Parameters
     ----------
-    embeddings, labels, ref_embeddings, ref_labels
+    embeddings, labels, ref_embeddings, ref_labels, block_size, n_jobs
         As in :func:`pair_margin`.
     num_bins, pos_per_bin, neg_per_bin : int, default=100, 10, 10
     distance : {"euclidean", "cosine"}, default="euclidean"
     random_state : int, RandomState instance or None
         Seeds the draws (PML uses torch's generator: the bins and the counts per
         bin are PML's, the pairs drawn follow the same distribution).
-    block_size : int, optional
-        References per distance tile.
 
     Returns
     -------
@@ -1393,13 +1395,15 @@ def uniform_histogram(embeddings, labels, ref_embeddings=None, ref_labels=None, 
 
     Examples
     --------
+    The positive distances (all near 0.1) fill one bin of 2: 3 draws; the
+    negative ones both bins: 1 draw each.
+
     >>> import numpy as np
     >>> from hnm import miners
-    >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
-    >>> a1, p, a2, n = miners.uniform_histogram(x, [0, 0, 1, 1], num_bins=2,
-    ...                                         pos_per_bin=3, neg_per_bin=1,
-    ...                                         random_state=0)
-    >>> a1.size, a2.size
+    >>> a1, p, a2, n = miners.uniform_histogram(
+    ...     np.eye(2)[[0, 0, 1, 1]] + [[0, 0], [0, .1], [0, 0], [.1, 0]], [0, 0, 1, 1],
+    ...     num_bins=2, pos_per_bin=3, neg_per_bin=1, random_state=0)
+    >>> len(a1), len(a2)
     (3, 2)
     """
     ctx = _Ctx(embeddings, labels, ref_embeddings, ref_labels, distance, block_size, n_jobs)
