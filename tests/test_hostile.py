@@ -15,7 +15,6 @@ segfault fails that test and the crashing case instead of killing the run.
 """
 import itertools
 import json
-import math
 import os
 import re
 import subprocess
@@ -33,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 import hnm
 import refs_metrics
 import refs_scoring
+import refs_selection as rsel
 from hnm import metrics as hmetrics
 from hnm import selection as sel
 
@@ -197,33 +197,11 @@ def clean64(x):
 
 
 # ============================================================ references
-def ref_topk(x, k=None, *, largest=True, axis=None, band=None, nan_policy="raise",
-             chunk_size=None):
-    a = clean64(x)
-    if axis is not None and a.ndim == 2:
-        rows = a.T if axis % 2 == 0 else a
-        flat = False
-    else:
-        rows = a.reshape(1, -1)
-        flat = True
-    n = rows.shape[1]
-    start, stop = (0, k) if k is not None else (band[0], n if band[1] is None else band[1])
-    vals = np.full((rows.shape[0], stop - start), np.nan)
-    idx = np.full((rows.shape[0], stop - start), -1, dtype=np.intp)
-    for r, row in enumerate(rows):
-        ok = np.flatnonzero(~np.isnan(row))
-        key = row[ok] if largest else -row[ok]
-        order = ok[np.lexsort((ok, -key))][start:stop]
-        vals[r, :order.size] = row[order]
-        idx[r, :order.size] = order
-    return (vals[0], idx[0]) if flat else (vals, idx)
-
-
 def check_topk(x, allow_error=None, **kw):
     res, err = _call(hnm.topk, (x,), kw, allow_error)
     if err is not None:
         return
-    ref_v, ref_i = ref_topk(x, **kw)
+    ref_v, ref_i = rsel.topk(x, **kw)
     assert isinstance(res, hnm.TopK)
     assert res.indices.dtype == np.intp
     np.testing.assert_array_equal(res.indices, ref_i)
@@ -744,58 +722,6 @@ SEL_D_SPECIAL[[4, 11]] = -np.inf
 SEL_D_SPECIAL[13] = -0.0
 
 
-def ref_select_hardest(d, k=None, *, fraction=None, band=None, min_keep=1, noise_fraction=0.0):
-    a = clean64(d)
-    n = a.size
-    guard = int(noise_fraction * n)
-    if band is not None:
-        start, stop = band[0], n - guard if band[1] is None else band[1]
-    else:
-        start, stop = 0, k if k is not None else min(max(math.ceil(fraction * n), min_keep),
-                                                      n - guard)
-    return np.lexsort((np.arange(n), -a))[guard + start:guard + stop]
-
-
-def ref_sample_by_difficulty(d, k, *, temperature=1.0, noise_fraction=0.0, random_state=None):
-    a = clean64(d)
-    n = a.size
-    keys = a / temperature + np.random.RandomState(random_state).gumbel(size=n)
-    n_noise = int(noise_fraction * n)
-    keys[np.lexsort((np.arange(n), -a))[:n_noise]] = -np.inf
-    return np.lexsort((np.arange(n), -keys))[:k]
-
-
-def ref_semi_hard(m, margin, *, k=None):
-    a = clean64(m)
-    idx = np.flatnonzero((a > 0) & (a <= margin))
-    return idx[np.argsort(a[idx], kind="stable")][:k]
-
-
-def ref_quantile_window(d, low, high):
-    a = clean64(d)
-    n = a.size
-    start, stop = (math.ceil(round(q * n, 9)) for q in (low, high))
-    return np.lexsort((np.arange(n), a))[start:stop]
-
-
-def ref_weights(d, *, method="power", gamma=2.0, temperature=1.0, min_weight=0.0):
-    a = clean64(d)
-    if a.size == 0:
-        return a
-    if method == "power":  # scaled first: the normalised weights are scale-free
-        top = a.max()
-        w = (a / top) ** gamma if top > 0 else a ** gamma
-    else:
-        w = np.exp((a - a.max()) / temperature)
-    if w.mean() == 0:
-        return np.ones_like(a)
-    w = w / w.mean()
-    if min_weight:
-        w = np.maximum(w, min_weight)
-        w = w / w.mean()
-    return w
-
-
 def _sel_check(fn, ref, d, *args, exact=True, **kw):
     res, _ = _call(fn, (d,) + args, kw)
     expected = ref(d, *args, **kw)
@@ -808,22 +734,24 @@ def _sel_check(fn, ref, d, *args, exact=True, **kw):
 
 
 SEL_FUNCS = {
-    "select_hardest_k5": (sel.select_hardest, ref_select_hardest, (5,), {}),
-    "select_hardest_fraction": (sel.select_hardest, ref_select_hardest, (),
+    "select_hardest_k5": (sel.select_hardest, rsel.select_hardest, (5,), {}),
+    "select_hardest_fraction": (sel.select_hardest, rsel.select_hardest, (),
                                 dict(fraction=0.3, noise_fraction=0.1)),
-    "select_hardest_band": (sel.select_hardest, ref_select_hardest, (),
+    "select_hardest_band": (sel.select_hardest, rsel.select_hardest, (),
                             dict(band=(1, 7), noise_fraction=0.1)),
-    "sample_by_difficulty": (sel.sample_by_difficulty, ref_sample_by_difficulty, (5,),
+    "sample_by_difficulty": (sel.sample_by_difficulty, rsel.sample_by_difficulty, (5,),
                              dict(temperature=2.0, random_state=0)),
-    "sample_by_difficulty_noise": (sel.sample_by_difficulty, ref_sample_by_difficulty, (4,),
+    "sample_by_difficulty_noise": (sel.sample_by_difficulty, rsel.sample_by_difficulty, (4,),
                                    dict(noise_fraction=0.2, random_state=3)),
-    "select_semi_hard": (sel.select_semi_hard, ref_semi_hard, (2.0,), {}),
-    "select_semi_hard_k3": (sel.select_semi_hard, ref_semi_hard, (2.0,), dict(k=3)),
-    "quantile_window": (sel.select_quantile_window, ref_quantile_window, (0.25, 0.75), {}),
-    "quantile_window_top": (sel.select_quantile_window, ref_quantile_window, (0.9, 1.0), {}),
-    "weights_softmax": (sel.difficulty_weights, ref_weights, (),
+    "select_semi_hard": (sel.select_semi_hard, rsel.select_semi_hard, (2.0,), {}),
+    "select_semi_hard_k3": (sel.select_semi_hard, rsel.select_semi_hard, (2.0,), dict(k=3)),
+    "quantile_window": (sel.select_quantile_window, rsel.select_quantile_window, (0.25, 0.75), {}),
+    "quantile_window_top": (sel.select_quantile_window, rsel.select_quantile_window, (0.9, 1.0),
+                            {}),
+    "weights_softmax": (sel.difficulty_weights, rsel.difficulty_weights, (),
                         dict(method="softmax", temperature=3.0)),
-    "weights_power_floor": (sel.difficulty_weights, ref_weights, (), dict(min_weight=0.3)),
+    "weights_power_floor": (sel.difficulty_weights, rsel.difficulty_weights, (),
+                            dict(min_weight=0.3)),
 }
 
 
@@ -850,11 +778,9 @@ def _blend_case(vname):
     def run(tmp):
         hard = variant(vname, np.array([3, 17, 0, 9]), np.array([3, 17, 0, 9]), tmp)
         res, _ = _call(sel.blend_easy, (hard, 20, 8), dict(random_state=0))
-        h = np.asarray(hard).astype(np.intp)
-        pool = np.setdiff1d(np.arange(20), h)
-        easy = np.random.RandomState(0).choice(pool, size=8, replace=False)
-        np.testing.assert_array_equal(res.indices, np.concatenate([h, easy]))
-        np.testing.assert_array_equal(res.is_hard, np.arange(12) < 4)
+        indices, is_hard = rsel.blend_easy(hard, 20, 8, random_state=0)
+        np.testing.assert_array_equal(res.indices, indices)
+        np.testing.assert_array_equal(res.is_hard, is_hard)
     return run
 
 
@@ -868,29 +794,19 @@ add_case("selection/blend_easy/empty_hard", lambda tmp: np.testing.assert_array_
     sel.blend_easy([], 5, 3, random_state=0).indices.size, 3))
 # numerically extreme difficulties: the weights are scale/shift invariant
 add_case("selection/weights_softmax/very_negative", lambda tmp: _sel_check(
-    sel.difficulty_weights, ref_weights, np.array([-1000.0, -1001.0, -1002.0]),
+    sel.difficulty_weights, rsel.difficulty_weights, np.array([-1000.0, -1001.0, -1002.0]),
     exact=False, method="softmax"))
 add_case("selection/weights_power/huge", lambda tmp: _sel_check(
-    sel.difficulty_weights, ref_weights, np.array([1e200, 1.0, 3e199]), exact=False))
+    sel.difficulty_weights, rsel.difficulty_weights, np.array([1e200, 1.0, 3e199]), exact=False))
 add_case("selection/weights_power/denormal", lambda tmp: _sel_check(
-    sel.difficulty_weights, ref_weights, np.array([5e-324, 0.0, 1e-320]), exact=False,
+    sel.difficulty_weights, rsel.difficulty_weights, np.array([5e-324, 0.0, 1e-320]), exact=False,
     gamma=1.0))
 add_case("selection/weights/empty", lambda tmp: _sel_check(
-    sel.difficulty_weights, ref_weights, np.zeros(0), exact=False))
+    sel.difficulty_weights, rsel.difficulty_weights, np.zeros(0), exact=False))
 add_case("selection/select_hardest/empty_fraction", lambda tmp: np.testing.assert_array_equal(
     sel.select_hardest(np.zeros(0), fraction=0.5), np.empty(0, np.intp)), kernel=False)
 add_case("selection/semi_hard/empty", lambda tmp: np.testing.assert_array_equal(
     sel.select_semi_hard(np.zeros(0), 1.0), np.empty(0, np.intp)))
-
-
-def ref_curriculum(round_index, n_rounds, *, pacing="linear", start_fraction=0.25, width=None):
-    s = float(start_fraction)
-    t = round_index / (n_rounds - 1) if n_rounds > 1 else 1.0
-    g = {"linear": lambda: s + (1 - s) * t, "root": lambda: s + (1 - s) * math.sqrt(t),
-         "geometric": lambda: s ** (1 - t)}
-    high = float(pacing(t)) if callable(pacing) else g[pacing]()
-    high = min(1.0, high)
-    return (0.0, high) if width is None else (max(0.0, high - width), high)
 
 
 for _i, (_args, _kw) in enumerate([
@@ -902,7 +818,7 @@ for _i, (_args, _kw) in enumerate([
         ((np.uint8(1), 2), dict(start_fraction=1)), ((5, 10**9), dict(pacing="root"))]):
     add_case(f"selection/curriculum_window/{_i}", (lambda a, k: lambda tmp: np.testing.
                                                    assert_allclose(sel.curriculum_window(*a, **k),
-                                                                   ref_curriculum(*a, **k),
+                                                                   rsel.curriculum_window(*a, **k),
                                                                    rtol=0, atol=1e-11))(
         _args, _kw), kernel=False)
 
@@ -912,29 +828,11 @@ RS_Y = (np.arange(40) % 4 == 0).astype(np.int64)  # 10 positives, 30 negatives
 RS_D = _rng.integers(-5, 6, size=40).astype(np.float64)  # ties
 
 
-def ref_resample_indices(y, d, noise_fraction):
-    ys = np.asarray(y)
-    classes, counts = np.unique(ys, return_counts=True)
-    target = counts.min()
-    minority = classes[np.argmin(counts)]
-    parts = []
-    for c in classes:
-        members = np.flatnonzero(ys == c)
-        if c == minority:
-            parts.append(members)
-            continue
-        dm = clean64(d)[members]
-        n_noise = min(int(noise_fraction * members.size), members.size - target)
-        order = np.lexsort((np.arange(members.size), -dm))
-        parts.append(members[order[n_noise:n_noise + target]])
-    return np.concatenate(parts)
-
-
 def check_resampler_precomputed(X, y, d, noise_fraction=0.1):
     est = hnm.HardNegativeResampler(noise_fraction=noise_fraction, easy_ratio=0.0,
                                     random_state=0)
     (Xr, yr), _ = _call(est.fit_resample, (X, y), dict(sample_difficulty=d))
-    ref = ref_resample_indices(y, d, noise_fraction)
+    ref = rsel.resample_indices(y, d, noise_fraction=noise_fraction)
     np.testing.assert_array_equal(est.sample_indices_, ref)
     np.testing.assert_array_equal(clean64(Xr), clean64(X)[ref])
     np.testing.assert_array_equal(np.asarray(yr), np.asarray(y)[ref])
