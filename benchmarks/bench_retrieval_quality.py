@@ -29,7 +29,11 @@ images; same-class retrieval, the labelled positive a random same-class
 document, so every other same-class document mined is a known false negative).
 
 ``defaults`` are ``hnm.mine_hard_negatives``'s own; every other strategy starts
-from all guards off (``OFF``) and adds one setting.
+from all guards off (``OFF``) and adds one setting. Bands follow issue #13's one
+meaning: ``band=(start, stop)`` are ranks ``start .. stop-1`` and ``stop=None``
+runs to the end (it used to mean ``start + k``), so ``sampling="top"`` with
+``(0, None)`` is still the ``k`` closest, and the random and SimANS strategies
+name a finite window (random draws from all of it).
 
 Default size (3 seeds) runs in about 5 minutes on 2 busy cores;
 ``HNM_BENCH_FULL=1`` uses 10 seeds and twice the topic data
@@ -235,7 +239,7 @@ def mined_negatives(data, W, kwargs, seed, rng):
     topped up with random ones (counted)."""
     C = embed(data["corpus"], W)
     Q = embed(data["q_train"], W)
-    mined = hnm.mine_hard_negatives(Q, data["pos_train"], C, num_negatives=NUM_NEGATIVES,
+    mined = hnm.mine_hard_negatives(Q, data["pos_train"], C, k=NUM_NEGATIVES,
                                     output="ntuple", random_state=seed, **kwargs)
     out = random_negatives(data, rng)
     first = np.unique(mined.query, return_index=True)[1]  # one row per query

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from . import _pairs
-from ._validation import as_csr, check_option, check_real_array
+from ._validation import as_csr, check_option, check_real, check_real_array
 
 # Query rows per GEMM and candidates per GEMM: a 256 x 2048 float32 tile is 2 MiB
 # per thread, large enough for BLAS to run near peak, small enough for cache.
@@ -80,32 +80,39 @@ def _unit_rows(X, chunk_rows=4096):
     return out
 
 
-def _per_query(value, n_q, dtype):
+def _per_query(value, n_q, name="max_score"):
+    """A number or one finite number per query, as a float64 array of shape
+    (n_q,); None: +inf (no bound). A NaN or an infinity raises ValueError, a value
+    of another type TypeError, as everywhere (``check_real``)."""
     if value is None:
-        return np.full(n_q, np.inf, dtype=dtype)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if np.isnan(value):
-            raise ValueError("max_score must not be NaN.")
-        return np.full(n_q, value, dtype=dtype)
+        return np.full(n_q, np.inf)
+    if isinstance(value, (numbers.Real, np.bool_)):
+        return np.full(n_q, check_real(value, name))
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
-        raise TypeError(f"max_score must be a number or an array of numbers, "
+        raise TypeError(f"{name} must be a number or an array of numbers, "
                         f"got dtype {arr.dtype}.")
     if arr.shape != (n_q,):
-        raise ValueError(f"max_score must be a number or an array of shape ({n_q},).")
-    if np.isnan(arr).any():
-        raise ValueError("max_score must not be NaN.")
-    return np.ascontiguousarray(arr, dtype=dtype)
+        raise ValueError(f"{name} must be a number or an array of shape ({n_q},).")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must hold finite numbers (NaN or infinity found).")
+    return arr.astype(np.float64)
 
 
 def _exclusions(exclude, n_q, n_c):
     """CSR (indptr, ids sorted per row); a dummy id keeps the kernel's pointer valid."""
     if exclude is None:
         return np.zeros(n_q + 1, dtype=np.intp), np.zeros(1, dtype=np.intp)
-    indptr, ids = as_csr(exclude, n_q, n_c, "exclude")
-    row = np.repeat(np.arange(n_q), np.diff(indptr))
-    ids = ids[np.lexsort((ids, row))]  # the kernel binary-searches each row
-    return indptr, np.concatenate([ids, [0]]).astype(np.intp)
+    return _kernel_csr(*as_csr(exclude, n_q, n_c, "exclude"))
+
+
+def _kernel_csr(indptr, ids):
+    """A checked CSR id list in the kernel's form: ids sorted per row (the kernel
+    binary-searches each row), then a dummy id that keeps its pointer valid."""
+    row = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    ids = ids[np.lexsort((ids, row))]
+    return (np.ascontiguousarray(indptr, dtype=np.intp),
+            np.concatenate([ids, [0]]).astype(np.intp))
 
 
 def _labels(query_labels, candidate_labels, n_q, n_c):
@@ -139,3 +146,18 @@ def _union_csr(p1, i1, p2, i2):
     keep[1:] = (rows[1:] != rows[:-1]) | (ids[1:] != ids[:-1])
     rows, ids = rows[keep], ids[keep]
     return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]), ids
+
+
+# The parameters every streamed search takes, documented once
+STREAM_PARAMETERS = """n_jobs : int, optional
+        Threads (default: all OpenMP threads).
+    block_size : int, optional
+        Candidates per GEMM (default 2048).
+    progress : bool, default=False
+        Show a progress bar over the candidates."""
+
+
+def with_stream_parameters(func):
+    """Put STREAM_PARAMETERS where ``func``'s docstring says ``{stream_parameters}``."""
+    func.__doc__ = func.__doc__.replace("{stream_parameters}", STREAM_PARAMETERS)
+    return func

@@ -21,7 +21,7 @@ EXAMPLES = {
     "topk": "hnm topk losses.npy -k 1000 -o hardest.csv\n"
             "  hnm topk scores.npy --band 100 500 --axis -1 -o band.npz",
     "score": "hnm score y_true.npy proba.npy --measure log_loss -o difficulty.npy",
-    "mine": "hnm mine queries.npy positives.npy corpus.npy --num-negatives 5 "
+    "mine": "hnm mine queries.npy positives.npy corpus.npy -k 5 "
             "--relative-margin 0.05 -o triplets.csv",
 }
 
@@ -151,7 +151,7 @@ def _mine(args):
     resumed = _finished_blocks(args.checkpoint)
     try:
         mined = mine_hard_negatives(
-            queries, positives, candidates, num_negatives=args.num_negatives, band=band,
+            queries, positives, candidates, k=args.k, at_most=args.at_most, band=band,
             absolute_margin=args.absolute_margin, relative_margin=args.relative_margin,
             duplicate_threshold=args.duplicate_threshold, lower_margin=args.lower_margin,
             max_score=args.max_score, min_score=args.min_score, sampling=args.sampling,
@@ -175,18 +175,21 @@ def _mine(args):
 
 
 def _warn_short(args, positives, candidates, band):
-    """Say up front when the corpus cannot give every query --num-negatives."""
+    """Say up front when the corpus cannot give every query -k negatives."""
     n_c = candidates.shape[0] if candidates.ndim == 2 else 0
-    start = band[0]
-    stop = start + args.num_negatives if band[1] is None else band[1]
-    if n_c == 0 or stop <= n_c or stop <= start or args.num_negatives > stop - start:
+    start, stop = band
+    end = n_c if stop is None else stop
+    k = min(args.k, end - start) if args.at_most else args.k
+    if n_c == 0 or start >= end or k < 1 or k > end - start:
         return  # nothing to say, or the API refuses it with its own message
     # at least one positive per query is excluded when positives are ids
     excluded = 1 if positives.dtype.kind in "iu" else 0
-    at_most = max(0, min(stop, n_c - excluded) - start)
-    _warn(f"--num-negatives {args.num_negatives} from rank {start} needs ranks up to "
-          f"{stop}, but the corpus has {n_c} candidates: every query gets at most "
-          f"{at_most} negatives (counted in n_short_queries)")
+    at_most = max(0, min(end, n_c - excluded) - start)
+    if at_most >= k:
+        return
+    _warn(f"-k {args.k} from rank {start} needs ranks up to {start + k}, but the corpus "
+          f"has {n_c} candidates: every query gets at most {at_most} negatives (counted "
+          "in n_short_queries)")
 
 
 def _finished_blocks(directory):
@@ -197,12 +200,12 @@ def _finished_blocks(directory):
 
 
 def _option_names(message):
-    """A checkpoint mismatch in the command's words: --num-negatives, not num_negatives."""
+    """A checkpoint mismatch in the command's words: --at-most, not at_most."""
     import re
 
     def option(match):
         name = match.group(1)
-        return ("--seed " if name == "random_state" else
+        return ("--seed " if name == "random_state" else "-k " if name == "k" else
                 "--" + name.replace("_", "-") + " ")
 
     return re.sub(r"\b([a-z][a-z_]*)=", option, message)
@@ -215,14 +218,21 @@ def _demo(args):
     return 0
 
 
-def _float_or_none(text):
-    if text.strip().lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") \
-            from None
+def _or_none(kind, what):
+    """An argparse type: ``kind(text)``, or None for 'none'."""
+    def parse(text):
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") \
+                from None
+    return parse
+
+
+_float_or_none = _or_none(float, "a number")
+_int_or_none = _or_none(int, "an integer")
 
 
 def _mine_default(name):
@@ -303,11 +313,15 @@ def build_parser():
     mi.add_argument("-o", "--output", required=True,
                     help=".csv or .npz: columns query, positive, negative, score, "
                          "positive_score, is_hard, rank")
-    mi.add_argument("--num-negatives", type=int, default=3, metavar="N",
+    mi.add_argument("-k", type=int, default=3, metavar="K",
                     help="hard negatives per query (default: 3)")
-    mi.add_argument("--band", type=int, nargs=2, metavar=("START", "STOP"),
+    mi.add_argument("--at-most", action="store_true",
+                    help="with K larger than the band: take the whole band instead of "
+                         "stopping with an error (default: off)")
+    mi.add_argument("--band", type=_int_or_none, nargs=2, metavar=("START", "STOP"),
                     help="take them from ranks START..STOP-1 of the candidates that pass "
-                         "the guards (default: the N closest, 0 N)")
+                         "the guards; STOP 'none' runs to the end (default: 0 none, the "
+                         "K closest)")
     mi.add_argument("--absolute-margin", type=float, metavar="M",
                     help="drop candidates scoring above the positive's score - M "
                          "(default: off)")
@@ -328,7 +342,7 @@ def build_parser():
     mi.add_argument("--min-score", type=float, metavar="S",
                     help="drop candidates scoring below S (default: off)")
     mi.add_argument("--sampling", default="top", choices=["top", "random", "simans"],
-                    help="the N closest of the band, N drawn uniformly from it, or N "
+                    help="the K closest of the band, K drawn uniformly from it, or K "
                          "drawn with SimANS's weights peaking below the positive's score "
                          "(default: top)")
     mi.add_argument("--easy-ratio", type=float, default=0.0, metavar="E",

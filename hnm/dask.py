@@ -29,11 +29,14 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from . import pairs as _pairs
 from . import retrieval as _retrieval
 from . import scoring as _scoring
+from ._nearest import _use_bf16, nearest
 from ._ranking import check_k_band, merge_knn_results
-from ._search_inputs import _labels, _union_csr
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, _kernel_csr, _labels, _per_query,
+                             _union_csr)
+from ._threads import resolve_n_jobs
 from .selection import TopK
 from .selection import topk as _topk
-from ._validation import as_csr, check_int, check_option
+from ._validation import as_csr, check_int, check_option, check_real_array
 
 __all__ = ["from_npy", "topk", "difficulty", "search_hard_pairs", "mine_hard_negatives"]
 
@@ -96,9 +99,9 @@ def _block_rows(block, col_offset, stop, largest, nan_policy):
 
 
 def _combine(parts, stop, largest):
-    # a short part is padded in float64, as it always was (hnm.topk pads in the
-    # values' own float dtype, so a padded float32 result differs in dtype only)
-    return merge_knn_results(parts, stop, largest, fill_dtype=np.float64)
+    # a short part is padded as hnm.topk pads: in the values' own float dtype
+    # (float32 stays float32), so a padded result has hnm.topk's dtype too
+    return merge_knn_results(parts, stop, largest)
 
 
 def _tree(parts, stop, largest, split_every):
@@ -255,20 +258,48 @@ def _local_exclusions(indptr, ids, offset, size):
     return np.concatenate([[0], np.cumsum(counts)]), ids[inside] - offset
 
 
-def _search_block(Q, block, offset, stop, metric, indptr, ids, max_score, q_codes,
-                  c_codes):
+def _search_block(Q, block, offset, stop, metric, exclusions, cap, q_codes, c_codes,
+                  n_threads):
     block = np.asarray(block)
-    local = _local_exclusions(indptr, ids, offset, block.shape[0])
-    res = _pairs.search_hard_pairs(
-        Q, block, min(stop, block.shape[0]), metric=metric, exclude=local,
-        max_score=max_score, query_labels=q_codes,
-        candidate_labels=None if c_codes is None else c_codes[offset:offset + block.shape[0]])
-    return res.scores, np.where(res.indices >= 0, res.indices + offset, -1)
+    local = _kernel_csr(*_local_exclusions(*exclusions, offset, block.shape[0]))
+    codes = (q_codes, None if c_codes is None else c_codes[offset:offset + block.shape[0]])
+    dtype = np.result_type(np.float32, Q.dtype, block.dtype)
+    # bfloat16 or not is decided per block, by its own candidates, as for one machine
+    scores, ids = nearest(Q, block, min(stop, block.shape[0]), metric, cap, local, codes,
+                          n_threads=n_threads, block_size=DEFAULT_CANDIDATE_BLOCK,
+                          bf16=_use_bf16("auto", dtype, block.shape[0]))
+    return scores, np.where(ids >= 0, ids + offset, -1)
 
 
-def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=None,
-                      exclude_self=False, band=None, max_score=None, query_labels=None,
-                      candidate_labels=None, split_every=8):
+def _search(Q, C, stop, metric, cap, exclusions, codes, split_every, n_threads):
+    """The ``stop`` nearest candidates of checked queries ``Q`` (numpy) in the
+    dask array ``C``, every block searched where it lies, merged in a tree:
+    (scores, ids) padded with -1 and the score that ranks last."""
+    if stop == 0:
+        return (np.empty((Q.shape[0], 0), dtype=np.result_type(Q.dtype, C.dtype, np.float32)),
+                np.empty((Q.shape[0], 0), dtype=np.intp))
+    Qd = dask.delayed(Q)
+    offsets = np.cumsum((0,) + C.chunks[0][:-1])
+    parts = [dask.delayed(_search_block)(Qd, block, int(off), stop, metric, exclusions, cap,
+                                         *codes, n_threads)
+             for block, off in zip(C.to_delayed().ravel(), offsets)]
+    scores, indices = dask.compute(_tree(parts, stop, metric != "l2", split_every))[0]
+    scores = np.where(indices < 0, np.inf if metric == "l2" else -np.inf, scores)
+    return scores.astype(np.result_type(Q.dtype, C.dtype, np.float32)), indices
+
+
+def _check_queries(queries, C):
+    Q = queries.compute() if isinstance(queries, da.Array) else queries
+    Q = check_real_array(Q, "queries", min_ndim=2, max_ndim=2)
+    if Q.shape[1] != C.shape[1]:
+        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
+                         f"{C.shape[1]}.")
+    return Q
+
+
+def search_hard_pairs(queries, candidates, k=None, *, at_most=False, metric="cosine",
+                      exclude=None, exclude_self=False, band=None, max_score=None,
+                      query_labels=None, candidate_labels=None, n_jobs=None, split_every=8):
     """:func:`hnm.search_hard_pairs` with the candidates sharded across dask workers.
 
     Every block of candidate rows is searched where it lies with the blocked
@@ -280,8 +311,10 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
     queries : array-like of shape (n_queries, dim)
         Sent to every task (computed first if a dask array).
     candidates : dask.array.Array or array-like of shape (n_candidates, dim)
-    k, metric, exclude, exclude_self, band, max_score, query_labels, candidate_labels
+    k, at_most, metric, exclude, exclude_self, band, max_score, query_labels, candidate_labels
         As for :func:`hnm.search_hard_pairs`.
+    n_jobs : int, optional
+        Threads of each block's search (default: all OpenMP threads).
     split_every : int, default=8
         Partial results per merge task.
 
@@ -292,24 +325,32 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         candidate matrix, except between scores equal within rounding (a GEMM
         over differently sized blocks may round the last bit differently).
 
+    See Also
+    --------
+    hnm.search_hard_pairs : the same search on one machine.
+
     Examples
     --------
     >>> import dask.array as da
     >>> import numpy as np
     >>> import hnm.dask
-    >>> corpus = da.from_array(np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]), chunks=2)
-    >>> hnm.dask.search_hard_pairs(np.array([[1.0, 0.1]]), corpus, 2).indices
+    >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    >>> query = np.array([[1.0, 0.1]])
+    >>> sharded = hnm.dask.search_hard_pairs(query, da.from_array(corpus, chunks=2), 2)
+    >>> sharded.indices
     array([[0, 2]])
+    >>> bool(np.array_equal(sharded.indices, hnm.search_hard_pairs(query, corpus, 2).indices))
+    True
     """
-    check_option(metric, "metric", ("cosine", "ip", "l2"))
+    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
     C = _as_dask_2d(candidates, "candidates")
-    Q = np.asarray(queries.compute() if isinstance(queries, da.Array) else queries)
-    if Q.ndim != 2 or Q.shape[1] != C.shape[1]:
-        raise ValueError(f"queries must be 2-D with the candidates' dimension {C.shape[1]}, "
-                         f"got shape {Q.shape}.")
+    Q = _check_queries(queries, C)
     split_every = check_int(split_every, "split_every", min_value=2)
+    n_threads = resolve_n_jobs(n_jobs)
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = check_k_band(k, band, n_c, "candidates")
+    start, stop = check_k_band(k, band, n_c, "candidates", at_most=at_most)
+    if not isinstance(exclude_self, (bool, np.bool_)):
+        raise TypeError(f"exclude_self must be a bool, got {exclude_self!r}.")
     if exclude is None:
         indptr, ids = np.zeros(n_q + 1, dtype=np.intp), np.zeros(0, dtype=np.intp)
     else:
@@ -318,53 +359,60 @@ def search_hard_pairs(queries, candidates, k=None, *, metric="cosine", exclude=N
         if n_q > n_c:
             raise ValueError("exclude_self needs queries to be (a prefix of) the candidates.")
         indptr, ids = _union_csr(indptr, ids, np.arange(n_q + 1), np.arange(n_q))
-    q_codes = c_codes = None
+    codes = (None, None)
     if query_labels is not None or candidate_labels is not None:
-        q_codes, c_codes = _labels(query_labels, candidate_labels, n_q, n_c)
-    largest = metric != "l2"
-    Qd = dask.delayed(Q)
-    offsets = np.cumsum((0,) + C.chunks[0][:-1])
-    parts = [dask.delayed(_search_block)(Qd, block, int(off), stop, metric, indptr, ids,
-                                         max_score, q_codes, c_codes)
-             for block, off in zip(C.to_delayed().ravel(), offsets)]
-    scores, indices = dask.compute(_tree(parts, stop, largest, split_every))[0]
-    scores, indices = scores[:, start:], indices[:, start:]
-    scores = np.where(indices < 0, np.inf if metric == "l2" else -np.inf, scores)
-    return _pairs.PairResult(scores.astype(np.result_type(Q.dtype, C.dtype, np.float32)),
-                             indices)
+        codes = _labels(query_labels, candidate_labels, n_q, n_c)
+    cap = _per_query(max_score, n_q)
+    if metric == "l2" and max_score is not None:
+        cap = -cap  # keys are minus distances: "closer than d" is "key above -d"
+    scores, indices = _search(Q, C, stop, metric, cap, (indptr, ids), codes, split_every,
+                              n_threads)
+    return _pairs.PairResult(scores[:, start:], indices[:, start:])
 
 
-def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
+def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, band=(0, None),
                         absolute_margin=None, relative_margin=None, duplicate_threshold=0.95,
                         lower_margin=None, max_score=None, min_score=None, sampling="top",
                         simans=(100.0, -0.1), easy_ratio=0.0, exclude=None, output="triplets",
-                        metric="cosine", random_state=None, query_offset=0, split_every=8):
+                        metric="cosine", random_state=None, query_offset=0, n_jobs=None,
+                        split_every=8):
     """:func:`hnm.mine_hard_negatives` with the corpus as a dask array.
 
     The search runs as in :func:`search_hard_pairs` above; only the rows of the
     positives and of random easy negatives are gathered to the client. Same
-    parameters and result as the single-machine function.
+    parameters and result as the single-machine function (``n_jobs``: threads
+    of each block's search).
+
+    See Also
+    --------
+    hnm.mine_hard_negatives : the same mining on one machine.
+    search_hard_pairs : the sharded search it runs.
 
     Examples
     --------
-    >>> import dask.array as da
+    Three queries against a corpus split into blocks of 64 rows:
+
     >>> import numpy as np
+    >>> import dask.array as da
     >>> import hnm.dask
-    >>> rng = np.random.default_rng(0)
-    >>> corpus = rng.standard_normal((200, 8))
-    >>> mined = hnm.dask.mine_hard_negatives(corpus[:3], np.arange(3),
-    ...                                      da.from_array(corpus, chunks=64))
-    >>> len(mined)
-    9
+    >>> corpus = np.random.default_rng(0).standard_normal((200, 8))
+    >>> blocks = da.from_array(corpus, chunks=64)
+    >>> mined = hnm.dask.mine_hard_negatives(corpus[:3], np.arange(3), blocks)
+    >>> len(mined), mined.summary["n_short_queries"]
+    (9, 0)
     """
+    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
     C = _as_dask_2d(candidates, "candidates")
+    Q = _check_queries(queries, C)
+    split_every = check_int(split_every, "split_every", min_value=2)
+    n_threads = resolve_n_jobs(n_jobs)
 
-    def search(Q, k, metric, exclude, max_score):
-        return search_hard_pairs(Q, C, k, metric=metric, exclude=exclude,
-                                 max_score=max_score, split_every=split_every)
+    def search(rows, stop, cap, exclusions):
+        return _search(Q[rows], C, stop, metric, cap, exclusions, (None, None), split_every,
+                       n_threads)
 
-    return _retrieval._mine(queries, positives, C, search, num_negatives=num_negatives,
-                            band=band, absolute_margin=absolute_margin,
+    return _retrieval._mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
+                            absolute_margin=absolute_margin,
                             relative_margin=relative_margin,
                             duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
                             max_score=max_score, min_score=min_score, sampling=sampling,

@@ -17,11 +17,12 @@ from ._validation import (
     check_option,
     check_positive_real,
     check_real,
-    check_real_array,
 )
-from .pairs import search_hard_pairs
-from ._ranking import check_band
-from ._search_inputs import _union_csr, _unit_rows
+from ._nearest import _use_bf16, nearest
+from ._ranking import check_band, check_k
+from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, _check_search, _kernel_csr, _union_csr,
+                             _unit_rows)
+from ._threads import resolve_n_jobs
 
 __all__ = ["MinedNegatives", "mine_hard_negatives"]
 
@@ -33,7 +34,7 @@ class MinedNegatives:
     With ``output="triplets"`` every attribute below is an array with one
     entry per (query, positive, negative) row; with ``output="ntuple"``,
     ``negative``, ``score``, ``is_hard`` and ``rank`` have one column per
-    negative (shape (n_rows, n_negatives)).
+    negative (shape (n_rows, k)).
 
     Attributes
     ----------
@@ -68,8 +69,8 @@ class MinedNegatives:
     >>> import numpy as np
     >>> import hnm
     >>> corpus = np.eye(4) + 0.1
-    >>> mined = hnm.mine_hard_negatives(corpus[:2], np.array([0, 1]), corpus,
-    ...                                 num_negatives=2, output="ntuple")
+    >>> mined = hnm.mine_hard_negatives(corpus[:2], np.array([0, 1]), corpus, k=2,
+    ...                                 output="ntuple")
     >>> mined.negative.shape, len(mined)
     ((2, 2), 2)
     >>> mined.summary["n_hard"]
@@ -98,8 +99,7 @@ class MinedNegatives:
         >>> import numpy as np
         >>> import hnm
         >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.5]])
-        >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus,
-        ...                                 num_negatives=1)
+        >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, k=1)
         >>> mined.to_dataset(["q"], ["a", "b", "c"])[0]
         {'anchor': 'q', 'positive': 'a', 'negative': 'c'}
         """
@@ -112,13 +112,14 @@ class MinedNegatives:
 
         Examples
         --------
+        Without texts the columns hold ids, one row per triplet:
+
         >>> import numpy as np
         >>> import hnm
-        >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.5]])
-        >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus,
-        ...                                 num_negatives=1)
-        >>> mined.to_pandas().columns.tolist()
-        ['anchor', 'positive', 'negative']
+        >>> mined = hnm.mine_hard_negatives(np.eye(3)[:1], np.array([0]), np.eye(3) + 0.1, k=2)
+        >>> frame = mined.to_pandas()
+        >>> frame.columns.tolist(), frame.values.tolist()
+        (['anchor', 'positive', 'negative'], [[0, 0, 1], [0, 0, 2]])
         """
         from .sentence_transformers import to_pandas
         return to_pandas(self, queries, corpus, **kwargs)
@@ -135,12 +136,12 @@ def _similarity(queries, vectors, metric):
     return -np.einsum("ij,ij->i", q - v, q - v)  # l2: minus the squared distance
 
 
-def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band=(0, None),
+def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, band=(0, None),
                         absolute_margin=None, relative_margin=None, duplicate_threshold=0.95,
                         lower_margin=None, max_score=None, min_score=None, sampling="top",
                         simans=(100.0, -0.1), easy_ratio=0.0, exclude=None, output="triplets",
-                        metric="cosine", random_state=None, query_offset=0, block_size=None,
-                        progress=False, checkpoint=None):
+                        metric="cosine", random_state=None, query_offset=0, n_jobs=None,
+                        block_size=None, progress=False, checkpoint=None):
     """Mine hard negatives for retrieval training, exactly, in bounded memory.
 
     For every query, the candidates closest to it are the negatives that teach
@@ -166,8 +167,8 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
        candidates below ``min_score`` or below ``p - lower_margin`` are dropped
        (the multi-similarity rule, Wang et al. 2019: a negative is informative
        if it scores above the hardest positive minus a margin);
-    5. take ``num_negatives`` from the window: the closest (``sampling="top"``),
-       uniformly at random (``"random"``), or by SimANS (``"simans"``, Zhou et
+    5. take ``k`` from the window: the closest (``sampling="top"``),
+       uniformly at random from the whole window (``"random"``), or by SimANS (``"simans"``, Zhou et
        al. 2022): without replacement with probability proportional to
        ``exp(-a (s - p - b)**2)``, ``(a, b) = simans``, i.e. most often the
        candidates scoring about ``p + b``: ambiguous, neither too easy nor
@@ -217,13 +218,20 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         embeddings that are not in the corpus.
     candidates : array-like of shape (n_candidates, dim)
         The corpus; may be an ``np.memmap`` of any size.
-    num_negatives : int, default=3
-        Hard negatives per query. More than the window holds raises
-        ``ValueError`` up front; a query with fewer surviving candidates gets
-        fewer (counted in ``summary["n_short_queries"]``).
+    k : int, default=3
+        Hard negatives per query. More than the window holds (``stop -
+        start``, or the candidates from ``start`` on) raises ``ValueError`` up
+        front, unless ``at_most=True``; a query with fewer surviving candidates
+        gets fewer (counted in ``summary["n_short_queries"]``).
+    at_most : bool, default=False
+        With ``k`` larger than the window: take the whole window instead of
+        raising.
     band : (int, int or None), default=(0, None)
-        Rank window among the surviving candidates; ``stop=None`` means
-        ``start + num_negatives``.
+        Rank window ``start .. stop-1`` among the surviving candidates, closest
+        first; ``stop=None`` means "to the end". ``sampling="top"`` takes its
+        first ``k``; ``"random"`` and ``"simans"`` draw from all of it, so they
+        need a finite ``stop`` (the ranks to the end of the corpus are not
+        kept in bounded memory; ``ValueError`` asks for one).
     absolute_margin, relative_margin : float >= 0, optional
         False-negative guards, see above (``relative_margin`` in [0, 1]).
     duplicate_threshold : float in [-1, 1] or None, default=0.95
@@ -234,7 +242,8 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     lower_margin : float >= 0, optional
         Drop candidates scoring below ``p - lower_margin`` (too easy).
     max_score, min_score : float, optional
-        Drop candidates scoring above ``max_score`` or below ``min_score``.
+        Drop candidates scoring above ``max_score`` or below ``min_score``
+        (finite numbers: NaN or infinity raise ``ValueError``).
     sampling : {"top", "random", "simans"}, default="top"
     simans : (float, float), default=(100.0, -0.1)
         SimANS's ``(a, b)``, ``a > 0``, on the scale of the scores: the default
@@ -249,7 +258,7 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         ``positives`` accepts for ids.
     output : {"triplets", "ntuple"}, default="triplets"
         One row per (query, positive, negative), or one row per (query,
-        positive) with ``num_negatives`` negatives (queries short of negatives
+        positive) with ``k`` negatives (queries short of negatives
         are then skipped and counted in ``summary["n_skipped"]``).
     metric : {"cosine", "ip", "l2"}, default="cosine"
         Scores are similarities; for "l2" minus the squared distance.
@@ -259,9 +268,12 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         Index of the first query in a larger run: draws are keyed by
         ``query_offset + i`` and ``MinedNegatives.query`` (and ``positive``
         when positives are embeddings) count from it.
+    n_jobs : int, optional
+        Threads of the search (default: all OpenMP threads).
     block_size : int, optional
-        Candidates per block, passed to :func:`hnm.search_hard_pairs`.
+        Candidates per block, as for :func:`hnm.search_hard_pairs`.
     progress : bool, default=False
+        Show a progress bar over the candidates of each search.
     checkpoint : str or os.PathLike, optional
         A directory where each finished block of queries is saved: the same call
         again computes only the blocks still missing (after Ctrl-C, a kill or a
@@ -287,7 +299,7 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
     >>> rng = np.random.default_rng(0)
     >>> corpus = rng.standard_normal((1000, 16)).astype(np.float32)
     >>> queries = corpus[:5] + 0.1 * rng.standard_normal((5, 16)).astype(np.float32)
-    >>> mined = hnm.mine_hard_negatives(queries, np.arange(5), corpus, num_negatives=2,
+    >>> mined = hnm.mine_hard_negatives(queries, np.arange(5), corpus, k=2,
     ...                                 relative_margin=0.05)
     >>> len(mined), mined.summary["n_short_queries"]
     (10, 0)
@@ -312,13 +324,18 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
         from ._checkpoint import run_checkpointed
 
         return run_checkpointed(mine_hard_negatives, checkpoint, locals())
-    C = check_real_array(candidates, "candidates", min_ndim=2, max_ndim=2)
+    metric, Q, C = _check_search(metric, queries, candidates)
+    n_threads = resolve_n_jobs(n_jobs)
+    c_block = check_int(block_size, "block_size", min_value=1, allow_none=True)
+    c_block = c_block or DEFAULT_CANDIDATE_BLOCK
+    bf16 = _use_bf16("auto", np.result_type(np.float32, Q.dtype, C.dtype), C.shape[0])
 
-    def search(Q, k, metric, exclude, max_score):
-        return search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, max_score=max_score,
-                                 block_size=block_size, progress=progress)
+    def search(rows, stop, cap, exclusions):
+        return nearest(Q[rows], C, stop, metric, cap, _kernel_csr(*exclusions),
+                       n_threads=n_threads, block_size=c_block, bf16=bf16,
+                       progress=progress, name="mine_hard_negatives")
 
-    return _mine(queries, positives, C, search, num_negatives=num_negatives, band=band,
+    return _mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
                  absolute_margin=absolute_margin, relative_margin=relative_margin,
                  duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
                  max_score=max_score, min_score=min_score, sampling=sampling, simans=simans,
@@ -326,17 +343,18 @@ def mine_hard_negatives(queries, positives, candidates, *, num_negatives=3, band
                  random_state=random_state, query_offset=query_offset)
 
 
-def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin,
-          relative_margin, duplicate_threshold, lower_margin, max_score, min_score,
-          sampling, simans, easy_ratio, exclude, output, metric, random_state,
-          query_offset):
-    """mine_hard_negatives for validated candidates ``C`` (an ndarray or, from
-    hnm.dask, a dask array: only rows it indexes are read) and a ``search``
-    function ``search(Q, k, metric, exclude, max_score)`` returning a PairResult."""
-    num_negatives = check_int(num_negatives, "num_negatives", min_value=1)
+def _mine(Q, positives, C, search, *, k, at_most, band, absolute_margin, relative_margin,
+          duplicate_threshold, lower_margin, max_score, min_score, sampling, simans,
+          easy_ratio, exclude, output, metric, random_state, query_offset):
+    """mine_hard_negatives for checked ``metric``, queries ``Q`` and candidates
+    ``C`` (an ndarray or, from hnm.dask, a dask array: only rows it indexes are
+    read) and a ``search(rows, stop, cap, exclusions)`` that returns the
+    ``stop`` nearest candidates ``(scores, ids)`` of the queries ``Q[rows]``
+    (ids padded with -1), skipping those whose similarity (for "l2" minus the
+    squared distance) is above ``cap`` and the ``exclusions`` (a CSR
+    ``(indptr, ids)``)."""
     sampling = check_option(sampling, "sampling", ("top", "random", "simans"))
     output = check_option(output, "output", ("triplets", "ntuple"))
-    metric = check_option(metric, "metric", ("cosine", "ip", "l2"))
     easy_ratio = check_positive_real(easy_ratio, "easy_ratio", allow_zero=True)
     if absolute_margin is not None:
         absolute_margin = check_positive_real(absolute_margin, "absolute_margin",
@@ -349,20 +367,13 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         duplicate_threshold = check_fraction(duplicate_threshold, "duplicate_threshold",
                                              low=-1.0, low_open=False)
     simans_a, simans_b = _check_simans(simans)
-    for name, value in (("max_score", max_score), ("min_score", min_score)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                                  or np.isnan(value)):
-            raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if max_score is not None:
+        max_score = check_real(max_score, "max_score")
+    if min_score is not None:
+        min_score = check_real(min_score, "min_score")
     query_offset = check_int(query_offset, "query_offset", min_value=0)
-    Q = check_real_array(queries, "queries", min_ndim=2, max_ndim=2)
-    if Q.shape[1] != C.shape[1]:
-        raise ValueError(f"queries have dimension {Q.shape[1]} but candidates have "
-                         f"{C.shape[1]}.")
     n_q, n_c = Q.shape[0], C.shape[0]
-    start, stop = check_band(band, default_length=num_negatives)
-    if num_negatives > stop - start:
-        raise ValueError(f"num_negatives={num_negatives} is more than the band "
-                         f"({start}, {stop}) holds ({stop - start}).")
+    start, stop = check_band(band)  # stop=None: to the end of the ranked candidates
     key = _random_key(random_state)
 
     # positives: ids into the corpus, or embeddings of their own
@@ -412,15 +423,25 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         x_ptr, x_ids = as_csr(exclude, n_q, n_c, "exclude")
         ex_ptr, ex_ids = _union_csr(ex_ptr, ex_ids, x_ptr, x_ids)
 
+    if stop is None and sampling != "top":
+        raise ValueError(
+            f"sampling={sampling!r} draws from the whole band, and band=({start}, None) "
+            "runs to the end of the ranked corpus, which is not kept in bounded memory: "
+            f"pass a finite stop, e.g. band=({start}, {start + 100}).")
+    width = max((n_c if stop is None else stop) - start, 0)
+    k = check_k(k, width, at_most=at_most, what=f"ranks in band ({start}, {stop})")
+    # the ranks searched: "top" takes the window's first k (a floor drops only the
+    # tail of a ranked window, so no later rank could stand in), else all of it
+    stop = min(n_c, start + k if sampling == "top" else stop)
+
     positives_of = _Positives(C, pos_ptr, pos_ids, pos_vectors)
-    if stop > n_c:
-        stop = n_c  # the search can return at most the corpus; shortfalls are counted
     n_dup = np.zeros(n_q, dtype=np.intp)
     if start >= stop:
         hard_ids = np.full((n_q, 0), -1, dtype=np.intp)
         hard_sim = np.empty((n_q, 0))
     elif duplicate_threshold is None:
-        hard_ids, hard_sim = _search(search, Q, stop, metric, (ex_ptr, ex_ids), cap)
+        hard_ids, hard_sim = _search(search, slice(None), stop, metric, (ex_ptr, ex_ids),
+                                     cap)
         hard_ids, hard_sim = hard_ids[:, start:], hard_sim[:, start:]
     else:
         hard_ids, hard_sim, n_dup = _search_without_duplicates(
@@ -437,7 +458,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
     ranks = np.broadcast_to(np.arange(start, start + width), hard_ids.shape)
     gq = np.arange(n_q, dtype=np.uint64) + np.uint64(query_offset)  # global query ids
 
-    # choose num_negatives per query among the valid entries of its window
+    # choose k per query among the valid entries of its window
     if sampling == "top":
         keys = np.where(valid, ranks, np.iinfo(np.intp).max)
     else:
@@ -448,7 +469,7 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
             logw = -simans_a * (hard_sim - min_pos[:, None] - simans_b) ** 2
             gumbel = -np.log(-np.log(np.clip(u, 1e-300, 1.0)))
             keys = np.where(valid, -(logw + gumbel), np.inf)
-    order = np.argsort(keys, axis=1, kind="stable")[:, :num_negatives]
+    order = np.argsort(keys, axis=1, kind="stable")[:, :k]
     chosen_valid = np.take_along_axis(valid, order, axis=1)
     if sampling != "top":  # present sampled negatives closest first
         sub = np.take_along_axis(ranks, order, axis=1)
@@ -475,11 +496,11 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
         neg_sim = np.concatenate([neg_sim, e_sim], axis=1)
         neg_rank = np.concatenate([neg_rank, np.full(e_ids.shape, -1)], axis=1)
     is_hard = np.zeros(neg_ids.shape, dtype=bool)
-    is_hard[:, :num_negatives] = neg_ids[:, :num_negatives] >= 0
+    is_hard[:, :k] = neg_ids[:, :k] >= 0
 
-    n_short = int(np.sum(n_hard < num_negatives))
+    n_short = int(np.sum(n_hard < k))
     result = _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids,
-                      pos_scores, row_positive, n_q, num_negatives, easy_ratio, n_short)
+                      pos_scores, row_positive, n_q, k, easy_ratio, n_short)
     result.summary["n_near_duplicates"] = int(n_dup.sum())
     if query_offset:
         result.query = result.query + query_offset
@@ -488,14 +509,13 @@ def _mine(queries, positives, C, search, *, num_negatives, band, absolute_margin
     return result
 
 
-def _search(search, Q, k, metric, exclude, cap):
-    """Survivors of the guards, closest first: (ids, similarities), padded with -1."""
-    if metric == "l2":
-        # the kernel ranks squared distances; similarity is their negation
-        result = search(Q, k, "l2", exclude, -cap)
-        return result.indices, -result.scores.astype(np.float64)
-    result = search(Q, k, metric, exclude, cap)
-    return result.indices, result.scores.astype(np.float64)
+def _search(search, rows, stop, metric, exclusions, cap):
+    """Survivors of the guards among the queries ``rows``, closest first: (ids,
+    similarities), padded with -1."""
+    scores, ids = search(rows, stop, cap, exclusions)  # cap: on similarities, as keys are
+    if metric == "l2":  # the kernel reports squared distances; similarity is their negation
+        return ids, -scores.astype(np.float64)
+    return ids, scores.astype(np.float64)
 
 
 def _check_simans(simans):
@@ -638,7 +658,7 @@ def _search_without_duplicates(search, Q, C, stop, metric, exclude, cap, positiv
     k = min(n_c, 2 * stop + 8)
     ex_ptr, ex_ids = exclude
     while rows.size:
-        ids, _ = _search(search, Q[rows], k, metric, _csr_rows(ex_ptr, ex_ids, rows),
+        ids, _ = _search(search, rows, k, metric, _csr_rows(ex_ptr, ex_ids, rows),
                          cap[rows])
         sim, dup = _rescore(Q[rows], C, ids, metric, positives, rows, threshold)
         keep = (ids >= 0) & ~dup & (sim <= cap[rows, None])
@@ -710,7 +730,7 @@ def _random_negatives(Q, C, n_easy, hard_ids, exclude, cap, floor, metric, key, 
 
 
 def _package(output, neg_ids, neg_sim, neg_rank, is_hard, pos_ptr, pos_ids, pos_scores,
-             row_positive, n_q, num_negatives, easy_ratio, n_short):
+             row_positive, n_q, k, easy_ratio, n_short):
     n_pos = np.diff(pos_ptr)
     pair_query = np.repeat(np.arange(n_q), n_pos)  # one (query, positive) pair per positive
     pair_positive = row_positive[pair_query] if row_positive is not None else pos_ids

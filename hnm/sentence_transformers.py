@@ -1223,7 +1223,7 @@ def to_dataset(mined, queries=None, corpus=None, *, positives=None, output_forma
     >>> import hnm
     >>> from hnm.sentence_transformers import to_dataset
     >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.6, 0.5]])
-    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, num_negatives=2,
+    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, k=2,
     ...                                 duplicate_threshold=None)  # b is a near-copy of a
     >>> ds = to_dataset(mined, ["q"], ["a", "b", "c", "d"], output_format="n-tuple")
     >>> ds[0]
@@ -1239,21 +1239,27 @@ def to_pandas(mined, queries=None, corpus=None, *, positives=None, output_format
               num_negatives=None):
     """An :class:`hnm.MinedNegatives` as a pandas DataFrame in sentence-transformers' layout.
 
-    The same arguments and columns as :func:`to_dataset`.
+    The same arguments and columns as :func:`to_dataset`, without needing the
+    ``datasets`` package.
 
     See Also
     --------
-    to_dataset
+    to_dataset : the same columns as a ``datasets.Dataset``.
+    hnm.MinedNegatives.to_pandas : this function as a method of the result.
 
     Examples
     --------
+    Two negatives of one query, with their scores (the near-copy "b" of the
+    positive "a" is left out by hnm's default near-duplicate guard):
+
     >>> import numpy as np
-    >>> import hnm
-    >>> from hnm.sentence_transformers import to_pandas
+    >>> import hnm.sentence_transformers
     >>> corpus = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.6, 0.5]])
-    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, num_negatives=2)
-    >>> to_pandas(mined, ["q"], ["a", "b", "c", "d"], output_scores=True).columns.tolist()
-    ['anchor', 'positive', 'negative', 'scores']
+    >>> mined = hnm.mine_hard_negatives(corpus[:1], np.array([0]), corpus, k=2)
+    >>> frame = hnm.sentence_transformers.to_pandas(mined, ["q"], ["a", "b", "c", "d"],
+    ...                                             output_scores=True)
+    >>> frame.columns.tolist(), frame["negative"].tolist()
+    (['anchor', 'positive', 'negative', 'scores'], ['d', 'c'])
     """
     import pandas as pd
 

@@ -86,7 +86,7 @@ def test_mine_writes_triplets(tmp_path):
     np.save(tmp_path / "q.npy", corpus[:20] + 0.05)
     np.save(tmp_path / "p.npy", np.arange(20))
     run = hnm("mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-              "--num-negatives", 2, "--relative-margin", 0.05, "-o", tmp_path / "t.csv")
+              "-k", 2, "--relative-margin", 0.05, "-o", tmp_path / "t.csv")
     assert run.returncode == 0, run.stderr
     rows = np.loadtxt(tmp_path / "t.csv", delimiter=",", skiprows=1)
     assert rows.shape == (40, 7)
@@ -144,21 +144,26 @@ def test_a_file_that_is_not_npy_gets_a_message_about_npy(tmp_path, capsys, conte
     assert message in err and "pickle" not in err
 
 
-def test_mine_warns_when_the_corpus_cannot_give_num_negatives(tmp_path, capsys):
+def test_mine_warns_when_the_corpus_cannot_give_k(tmp_path, capsys):
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((50, 4)).astype(np.float32)
     np.save(tmp_path / "c.npy", corpus)
     np.save(tmp_path / "q.npy", corpus[:3])
     np.save(tmp_path / "p.npy", np.arange(3))
-    assert main("mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-                "--num-negatives", 100, "--duplicate-threshold", "none",
-                "-o", tmp_path / "t.npz") == 0
+    base = ["mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
+            "--duplicate-threshold", "none", "-o", tmp_path / "t.npz"]
+    assert main(*base, "-k", 100) == 2  # more than the band (to the end) holds
+    assert "k=100 is larger than the number of ranks" in capsys.readouterr().err
+    assert main(*base, "-k", 100, "--at-most") == 0
     err = capsys.readouterr().err
-    assert "hnm mine: warning: --num-negatives 100" in err and "at most 49" in err
+    assert "hnm mine: warning: -k 100" in err and "at most 49" in err
     with np.load(tmp_path / "t.npz") as z:
         assert z["negative"].size == 3 * 49
-    assert main("mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-                "--num-negatives", 5, "-o", tmp_path / "t.npz") == 0
+    assert main(*base, "-k", 5, "--band", 40, "none") == 0
+    assert "warning" not in capsys.readouterr().err
+    with np.load(tmp_path / "t.npz") as z:
+        assert z["rank"].tolist() == list(range(40, 45)) * 3
+    assert main(*base, "-k", 5) == 0
     assert "warning" not in capsys.readouterr().err
 
 
@@ -216,7 +221,7 @@ def test_mine_checkpoint_resumes_with_the_same_output(tmp_path, capsys):
     np.save(tmp_path / "q.npy", corpus[:30] + 0.05)
     np.save(tmp_path / "p.npy", np.arange(30))
     base = ["mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-            "--num-negatives", 3, "--band", 2, 20, "--sampling", "random", "--seed", 4]
+            "-k", 3, "--band", 2, 20, "--sampling", "random", "--seed", 4]
     assert main(*base, "-o", tmp_path / "ref.csv") == 0
     assert main(*base, "--checkpoint", tmp_path / "ck", "-o", tmp_path / "a.csv") == 0
     assert main(*base, "--checkpoint", tmp_path / "ck", "-o", tmp_path / "b.csv") == 0
@@ -235,7 +240,7 @@ def test_mine_duplicate_guard_can_be_turned_off(tmp_path, capsys):
     np.save(tmp_path / "q.npy", corpus[:1])
     np.save(tmp_path / "p.npy", np.array([0]))
     base = ["mine", tmp_path / "q.npy", tmp_path / "p.npy", tmp_path / "c.npy",
-            "--num-negatives", 1]
+            "-k", 1]
     assert main(*base, "-o", tmp_path / "a.npz") == 0  # default 0.95: row 1 is a duplicate
     assert main(*base, "--duplicate-threshold", "none", "-o", tmp_path / "b.npz") == 0
     with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:

@@ -56,6 +56,34 @@ def test_nan_raises_like_single_machine():
     np.testing.assert_array_equal(flat.indices, [3, 2, 0, -1])
 
 
+def test_padded_results_have_the_single_machine_dtype():
+    for dtype in (np.float32, np.float64):
+        x = np.array([[1.0, np.nan, 2.0, np.nan], [np.nan, np.nan, np.nan, 0.5]], dtype=dtype)
+        got = hnm.dask.topk(da.from_array(x, chunks=(1, 2)), 3, axis=-1, nan_policy="omit")
+        assert_same(got, hnm.topk(x, 3, axis=-1, nan_policy="omit"))
+        assert got.values.dtype == dtype
+
+
+def test_search_and_mine_take_at_most_and_reject_nan_bounds(rng):
+    C = rng.standard_normal((40, 4))
+    dC = da.from_array(C, chunks=(15, 4))
+    got = hnm.dask.search_hard_pairs(C[:3], dC, 50, at_most=True, n_jobs=1)
+    np.testing.assert_array_equal(got.indices, hnm.search_hard_pairs(C[:3], C, 40).indices)
+    with pytest.raises(ValueError, match="pass at_most=True"):
+        hnm.dask.search_hard_pairs(C[:3], dC, 50)
+    for kw in (dict(max_score=np.nan), dict(min_score=np.nan)):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            hnm.dask.mine_hard_negatives(C[:3], np.arange(3), dC, **kw)
+    with pytest.raises(ValueError, match="max_score must be a finite number"):
+        hnm.dask.search_hard_pairs(C[:3], dC, 2, max_score=np.nan)
+    whole = hnm.dask.mine_hard_negatives(C[:3], np.arange(3), dC, k=50, band=(30, None),
+                                         at_most=True, duplicate_threshold=None)
+    ref = hnm.mine_hard_negatives(C[:3], np.arange(3), C, k=50, band=(30, None),
+                                  at_most=True, duplicate_threshold=None)
+    np.testing.assert_array_equal(whole.negative, ref.negative)
+    assert whole.summary["n_short_queries"] == 3
+
+
 def test_bad_arguments():
     x = da.ones(10, chunks=3)
     with pytest.raises(ValueError, match="k=11 is larger"):
@@ -112,7 +140,7 @@ def test_difficulty_equals_single_machine(n, C, measure, data):
 def test_mine_equals_single_machine(rng):
     C = rng.standard_normal((600, 8))
     Q = C[:30] + 0.05 * rng.standard_normal((30, 8))
-    kw = dict(num_negatives=4, band=(2, 20), relative_margin=0.05, easy_ratio=1.0,
+    kw = dict(k=4, band=(2, 20), relative_margin=0.05, easy_ratio=1.0,
               random_state=0)
     a = hnm.dask.mine_hard_negatives(Q, np.arange(30), da.from_array(C, chunks=(97, 8)), **kw)
     b = hnm.mine_hard_negatives(Q, np.arange(30), C, **kw)
@@ -147,9 +175,9 @@ def test_on_a_two_worker_cluster_over_memmaps(client, tmp_path, rng):
     Qs = C[:50] + 0.01
     got = hnm.dask.search_hard_pairs(Qs, dC, 10, exclude_self=True)
     quasi_same_pairs(got, hnm.search_hard_pairs(Qs, C, 10, exclude_self=True), Qs, C, "cosine")
-    mined = hnm.dask.mine_hard_negatives(Qs, np.arange(50), dC, num_negatives=3,
+    mined = hnm.dask.mine_hard_negatives(Qs, np.arange(50), dC, k=3,
                                          relative_margin=0.05)
-    ref = hnm.mine_hard_negatives(Qs, np.arange(50), C, num_negatives=3, relative_margin=0.05)
+    ref = hnm.mine_hard_negatives(Qs, np.arange(50), C, k=3, relative_margin=0.05)
     np.testing.assert_array_equal(mined.negative, ref.negative)
     from_file = hnm.dask.from_npy(tmp_path / "c.npy", 3000)  # workers read their rows
     assert from_file.chunks[0][:2] == (3000, 3000)

@@ -6,61 +6,7 @@ from threadpoolctl import threadpool_limits
 import hnm
 from hnm import search_hard_pairs
 
-
-def score_matrix(Q, C, metric):
-    """float64 brute force; larger is closer (l2: minus the squared distance)."""
-    Q = np.asarray(Q, dtype=np.float64)
-    C = np.asarray(C, dtype=np.float64)
-    if metric == "ip":
-        return Q @ C.T
-    if metric == "cosine":
-        qn = np.linalg.norm(Q, axis=1)
-        cn = np.linalg.norm(C, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            S = (Q @ C.T) / np.outer(qn, cn)
-        return np.where(np.outer(qn, cn) > 0, S, 0.0)
-    return -np.maximum(((Q[:, None, :] - C[None, :, :]) ** 2).sum(-1), 0)
-
-
-def reference(Q, C, start, stop, metric, exclude=None, exclude_self=False, cap=None,
-              q_labels=None, c_labels=None):
-    S = score_matrix(Q, C, metric)
-    rows_ids, rows_scores = [], []
-    for i in range(S.shape[0]):
-        ok = np.ones(S.shape[1], dtype=bool)
-        if exclude is not None:
-            ok[np.asarray(exclude[i], dtype=int)] = False
-        if exclude_self:
-            ok[i] = False
-        if cap is not None:
-            ok &= S[i] <= cap[i]
-        if q_labels is not None:
-            ok &= c_labels != q_labels[i]
-        cand = np.flatnonzero(ok)
-        cand = cand[np.lexsort((cand, -S[i, cand]))][:stop]
-        ids = np.full(stop, -1)
-        ids[: cand.size] = cand
-        rows_ids.append(ids[start:])
-    return np.array(rows_ids).reshape(S.shape[0], -1), S
-
-
-def assert_quasi_equal(got, ref_ids, S, rtol=1e-4, atol=1e-5):
-    """Same ids, except swaps between candidates whose scores tie within rounding."""
-    np.testing.assert_array_equal(got.indices < 0, ref_ids < 0)
-    for i in range(ref_ids.shape[0]):
-        g, r = got.indices[i], ref_ids[i]
-        if not np.array_equal(g, r):
-            g, r = g[g >= 0], r[r >= 0]
-            np.testing.assert_allclose(S[i, g], S[i, r], rtol=rtol, atol=atol)
-
-
-def make_data(seed, n_q, n_c, dim, dtype, dup):
-    rng = np.random.default_rng(seed)
-    C = rng.standard_normal((n_c, dim)).astype(dtype)
-    if dup and n_c > 2:
-        C[1::3] = C[0]  # exact ties
-    Q = rng.standard_normal((n_q, dim)).astype(dtype)
-    return Q, C
+from refs_pairs import assert_quasi_equal, draw_filtered_search, make_data, reference
 
 
 @given(n_q=st.integers(1, 30), n_c=st.integers(1, 120), dim=st.integers(1, 9),
@@ -90,28 +36,10 @@ def test_matches_brute_force_for_any_blocks_and_threads(n_q, n_c, dim, dtype, me
 
 @given(n_c=st.integers(2, 60), metric=st.sampled_from(["ip", "cosine", "l2"]), data=st.data())
 def test_exclusions_labels_and_cap(n_c, metric, data):
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    C = rng.standard_normal((n_c, 4))
-    n_q = data.draw(st.integers(1, n_c))
-    Q = C[:n_q] + 0.01 * rng.standard_normal((n_q, 4))
-    k = data.draw(st.integers(1, n_c))
-    exclude = [rng.choice(n_c, size=rng.integers(0, n_c), replace=False) for _ in range(n_q)]
-    exclude_self = data.draw(st.booleans())
-    S = score_matrix(Q, C, metric)
-    cap = None
-    if data.draw(st.booleans()):
-        # halfway between two scores, so that rounding cannot move one across it
-        srt = np.sort(S, axis=1)
-        j = int(0.7 * (n_c - 1))
-        cap = (srt[:, j] + srt[:, min(j + 1, n_c - 1)]) / 2
-    labels = data.draw(st.booleans())
-    q_lab = rng.integers(0, 3, n_q) if labels else None
-    c_lab = rng.integers(0, 3, n_c) if labels else None
-    max_score = None if cap is None else (-cap if metric == "l2" else cap)
-    got = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, exclude_self=exclude_self,
-                            max_score=max_score, query_labels=q_lab, candidate_labels=c_lab,
-                            block_size=data.draw(st.integers(1, 20)))
-    ref, S = reference(Q, C, 0, k, metric, exclude, exclude_self, cap, q_lab, c_lab)
+    Q, C, kw, ref_kw = draw_filtered_search(data, n_c, metric, dim=4, dtype=np.float64,
+                                            max_block=20)
+    got = search_hard_pairs(Q, C, **kw)
+    ref, S = reference(Q, C, 0, kw["k"], metric, **ref_kw)
     assert_quasi_equal(got, ref, S, rtol=1e-9, atol=1e-9)
     pad = got.indices < 0
     assert np.all(got.scores[pad] == (np.inf if metric == "l2" else -np.inf))

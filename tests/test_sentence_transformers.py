@@ -488,7 +488,7 @@ def test_mined_negatives_convert_to_st_layouts():
     C = rng.standard_normal((50, 8))
     Q = C[:6] + 0.1 * rng.standard_normal((6, 8))
     positives = [np.array([i]) if i % 2 else np.array([i, i + 10]) for i in range(6)]
-    mined = hnm.mine_hard_negatives(Q, positives, C, num_negatives=3)
+    mined = hnm.mine_hard_negatives(Q, positives, C, k=3)
     queries = [f"q{i}" for i in range(6)]
     corpus = [f"d{j}" for j in range(50)]
     tri = to_dataset(mined, queries, corpus, output_scores=True)
@@ -506,7 +506,7 @@ def test_mined_negatives_convert_to_st_layouts():
     assert all(len(r["positive"]) == 4 and len(r["scores"]) == 4 for r in ll)
     ids = to_pandas(mined)  # no texts: ids
     assert ids["negative"].tolist() == mined.negative.tolist()
-    nt = hnm.mine_hard_negatives(Q, positives, C, num_negatives=3, output="ntuple")
+    nt = hnm.mine_hard_negatives(Q, positives, C, k=3, output="ntuple")
     assert to_dataset(nt, queries, corpus, output_format="n-tuple").to_dict() == tup.to_dict()
     with pytest.raises(TypeError, match="MinedNegatives"):
         to_dataset({"query": []})
