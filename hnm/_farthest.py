@@ -28,13 +28,15 @@ from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_b
 from ._progress import progress_bar
 from ._ranking import sort_heaps
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, call_span,
-                             _NO_LABELS, _check_search, _exclusions, _labels, _scaled)
+                             _NO_LABELS, _check_search, _exclusions, _labels, _scaled,
+                             with_stream_parameters)
 from ._validation import as_working, check_int
 from .pairs import PairResult
 
 __all__ = ["search_farthest"]
 
 
+@with_stream_parameters
 def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
                     exclude_self=False, query_labels=None, candidate_labels=None,
                     same_label=False, n_jobs=None, block_size=None, progress=False):
@@ -68,12 +70,7 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
         the query's (the hardest positive of batch-hard mining).
     same_label : bool, default=False
         See ``query_labels``.
-    n_jobs : int, optional
-        Threads (default: all OpenMP threads).
-    block_size : int, optional
-        Candidates per GEMM (default 2048).
-    progress : bool, default=False
-        Show a progress bar over the candidates.
+    {stream_parameters}
 
     Returns
     -------
