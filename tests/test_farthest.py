@@ -5,27 +5,12 @@ from hypothesis import given, strategies as st
 from hnm._exact_l2 import farthest_l2_float64
 from hnm._farthest import search_farthest
 
-# the one float64 brute force of the search tests (larger is closer)
-from test_pairs import score_matrix as closeness
+import refs_pairs
 
 
-def reference(Q, C, k, metric, exclude=None, exclude_self=False, q_labels=None,
-              c_labels=None, same_label=False):
+def reference(Q, C, k, metric, **filters):
     """Per query the k least close eligible candidates, ties by the smaller index."""
-    S = closeness(Q, C, metric)
-    out = np.full((S.shape[0], k), -1)
-    for i in range(S.shape[0]):
-        ok = np.ones(S.shape[1], dtype=bool)
-        if exclude is not None:
-            ok[np.asarray(exclude[i], dtype=int)] = False
-        if exclude_self:
-            ok[i] = False
-        if q_labels is not None:
-            ok &= (c_labels == q_labels[i]) if same_label else (c_labels != q_labels[i])
-        cand = np.flatnonzero(ok)
-        cand = cand[np.lexsort((cand, S[i, cand]))][:k]
-        out[i, :cand.size] = cand
-    return out, S
+    return refs_pairs.reference(Q, C, 0, k, metric, farthest=True, **filters)
 
 
 def expected_scores(S, ids, metric):
