@@ -14,7 +14,8 @@ import hnm
 from hnm import _pairs, search_hard_pairs
 from hnm.pairs import _use_bf16
 
-from test_pairs import assert_quasi_equal, make_data, reference, score_matrix
+from refs_pairs import (assert_quasi_equal, draw_filtered_search, make_data, reference,
+                        score_matrix)
 
 needs_bf16 = pytest.mark.skipif(not _pairs.bf16_supported(),
                                 reason="this CPU has no AVX-512 BF16")
@@ -52,25 +53,10 @@ def test_bf16_matches_brute_force_for_any_blocks_and_threads(n_q, n_c, dim, metr
 @settings(max_examples=60)
 @given(n_c=st.integers(2, 200), metric=st.sampled_from(["ip", "cosine", "l2"]), data=st.data())
 def test_bf16_exclusions_labels_and_cap(n_c, metric, data):
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    C = rng.standard_normal((n_c, 5)).astype(np.float32)
-    n_q = data.draw(st.integers(1, n_c))
-    Q = (C[:n_q] + 0.01 * rng.standard_normal((n_q, 5))).astype(np.float32)
-    k = data.draw(st.integers(1, n_c))
-    exclude = [rng.choice(n_c, size=rng.integers(0, n_c), replace=False) for _ in range(n_q)]
-    exclude_self = data.draw(st.booleans())
-    S = score_matrix(Q, C, metric)
-    srt = np.sort(S, axis=1)
-    j = int(0.7 * (n_c - 1))
-    cap = (srt[:, j] + srt[:, min(j + 1, n_c - 1)]) / 2 if data.draw(st.booleans()) else None
-    labels = data.draw(st.booleans())
-    q_lab = rng.integers(0, 3, n_q) if labels else None
-    c_lab = rng.integers(0, 3, n_c) if labels else None
-    max_score = None if cap is None else (-cap if metric == "l2" else cap)
-    got = search_hard_pairs(Q, C, k, metric=metric, exclude=exclude, exclude_self=exclude_self,
-                            max_score=max_score, query_labels=q_lab, candidate_labels=c_lab,
-                            block_size=data.draw(st.integers(1, 100)), screen="bf16")
-    ref, S = reference(Q, C, 0, k, metric, exclude, exclude_self, cap, q_lab, c_lab)
+    Q, C, kw, ref_kw = draw_filtered_search(data, n_c, metric, dim=5, dtype=np.float32,
+                                            max_block=100)
+    got = search_hard_pairs(Q, C, **kw, screen="bf16")
+    ref, S = reference(Q, C, 0, kw["k"], metric, **ref_kw)
     assert_quasi_equal(got, ref, S, rtol=1e-4, atol=1e-4)
 
 
