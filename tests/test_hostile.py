@@ -33,6 +33,8 @@ import hnm
 import refs_metrics
 import refs_scoring
 import refs_selection as rsel
+from refs_pairs import id_lists, score_matrix
+from refs_retrieval import reference_mine
 from hnm import metrics as hmetrics
 from hnm import selection as sel
 
@@ -231,41 +233,9 @@ def check_difficulty(y_true, y_score, allow_error=None, **kw):
         np.testing.assert_allclose(res, ref, rtol=1e-12, atol=1e-12)
 
 
-def _unit_rows(a):
-    """Rows scaled to unit norm without overflow or underflow (zero rows stay 0)."""
-    m = np.abs(a).max(axis=1, keepdims=True) if a.shape[1] else np.ones((a.shape[0], 1))
-    m[m == 0] = 1
-    b = a / m
-    nrm = np.sqrt((b * b).sum(axis=1, keepdims=True))
-    nrm[nrm == 0] = 1
-    return b / nrm
-
-
-def ref_pair_keys(Q, C, metric):
-    """Exact-ish float64 scores, "higher is closer" (l2: minus the squared distance)."""
-    q, c = clean64(Q), clean64(C)
-    if metric == "ip":
-        return q @ c.T
-    if metric == "cosine":
-        return _unit_rows(q) @ _unit_rows(c).T
-    diff = q[:, None, :] - c[None, :, :]
-    return -(diff * diff).sum(axis=-1)
-
-
 def _compute_dtype(*arrays):
     floats = [np.asarray(a).dtype for a in arrays if np.asarray(a).dtype.kind == "f"]
     return np.result_type(np.float32, *floats)
-
-
-def _excluded_sets(exclude, n_q):
-    if exclude is None:
-        return [set() for _ in range(n_q)]
-    if isinstance(exclude, tuple):
-        indptr, indices = (np.asarray(e) for e in exclude)
-        return [set(indices[indptr[i]:indptr[i + 1]].tolist()) for i in range(n_q)]
-    if isinstance(exclude, np.ndarray) and exclude.ndim == 1:
-        return [{int(v)} for v in exclude]
-    return [set(np.atleast_1d(np.asarray(r, dtype=np.int64)).tolist()) for r in exclude]
 
 
 def _pair_tolerance(Q, C, metric):
@@ -290,14 +260,15 @@ def check_pairs(Q, C, k=None, *, allow_error=None, exact=False, **kw):
     if err is not None:
         return
     metric = kw.get("metric", "cosine")
-    key = ref_pair_keys(Q, C, metric)
+    key = score_matrix(Q, C, metric)
     n_q, n_c = key.shape
     tol = _pair_tolerance(Q, C, metric)
     elig = np.ones((n_q, n_c), dtype=bool)
     if kw.get("exclude_self"):
         elig[np.arange(n_q), np.arange(n_q)] = False
-    for i, ex in enumerate(_excluded_sets(kw.get("exclude"), n_q)):
-        elig[i, list(ex)] = False
+    exclude = kw.get("exclude")
+    for i, ex in enumerate(id_lists([[]] * n_q if exclude is None else exclude, n_q)):
+        elig[i, ex] = False
     if kw.get("query_labels") is not None:
         ql = np.asarray(kw["query_labels"]).tolist()
         cl = np.asarray(kw["candidate_labels"]).tolist()
@@ -338,92 +309,16 @@ def check_pairs(Q, C, k=None, *, allow_error=None, exact=False, **kw):
                                    err_msg=f"query {i}: wrong scores")
 
 
-def _positive_lists(positives, n_q):
-    if isinstance(positives, tuple):
-        indptr, indices = (np.asarray(p) for p in positives)
-        return [indices[indptr[i]:indptr[i + 1]].tolist() for i in range(n_q)]
-    if isinstance(positives, np.ndarray) and positives.ndim == 1:
-        return [[int(v)] for v in positives]
-    return [np.atleast_1d(np.asarray(p, dtype=np.int64)).tolist() for p in positives]
-
-
-def ref_mine(Q, positives, C, *, num_negatives=3, band=(0, None), absolute_margin=None,
-             relative_margin=None, max_score=None, min_score=None, exclude=None,
-             output="triplets", metric="cosine", tol=0.0):
-    """Reference for sampling="top", easy_ratio=0: rows (query, positive, negative,
-    score, positive_score, rank); asserts the data has no near-ties that rounding
-    could reorder."""
-    key = ref_pair_keys(Q, C, metric)
-    n_q, n_c = key.shape
-    emb = isinstance(positives, np.ndarray) and positives.ndim == 2 and \
-        positives.dtype.kind == "f"
-    if emb:
-        pos_lists = [[i] for i in range(n_q)]
-        pos_key = np.diag(ref_pair_keys(Q, positives, metric)).reshape(n_q, 1).tolist()
-        excluded = [set() for _ in range(n_q)]
-    else:
-        pos_lists = _positive_lists(positives, n_q)
-        pos_key = [[key[i, p] for p in pos_lists[i]] for i in range(n_q)]
-        excluded = [set(p) for p in pos_lists]
-    for i, ex in enumerate(_excluded_sets(exclude, n_q)):
-        excluded[i] |= ex
-    start, stop = band
-    stop = start + num_negatives if stop is None else stop
-    rows = []
-    for i in range(n_q):
-        p = min(pos_key[i])
-        cap = np.inf
-        if absolute_margin is not None:
-            cap = min(cap, p - absolute_margin)
-        if relative_margin is not None:
-            cap = min(cap, p - relative_margin * abs(p))
-        if max_score is not None:
-            cap = min(cap, max_score)
-        ids = np.array([j for j in range(n_c) if j not in excluded[i]], dtype=np.intp)
-        kv = key[i, ids]
-        for bound in (cap, min_score):
-            if bound is not None and np.isfinite(bound):
-                assert not np.any(np.abs(kv - bound) <= 2 * tol), "precondition: boundary tie"
-        ids, kv = ids[kv <= cap], kv[kv <= cap]
-        srt = np.sort(kv)
-        assert not np.any(np.diff(srt) <= 2 * tol), "test precondition: near-tied scores"
-        order = np.lexsort((ids, -kv))
-        window = [(ids[o], kv[o], start + r) for r, o in enumerate(order[start:stop])]
-        if min_score is not None:
-            window = [w for w in window if w[1] >= min_score]
-        negs = window[:num_negatives]
-        for pi, pos in enumerate(pos_lists[i]):
-            rows.append((i, pos, negs, pos_key[i][pi]))
-    if output == "ntuple":
-        rows = [r for r in rows if len(r[2]) == num_negatives]
-        return {"query": np.array([r[0] for r in rows], dtype=np.intp),
-                "positive": np.array([r[1] for r in rows], dtype=np.intp),
-                "negative": np.array([[w[0] for w in r[2]] for r in rows],
-                                     dtype=np.intp).reshape(len(rows), num_negatives),
-                "rank": np.array([[w[2] for w in r[2]] for r in rows],
-                                 dtype=np.intp).reshape(len(rows), num_negatives),
-                "score": np.array([[w[1] for w in r[2]] for r in rows]).reshape(
-                    len(rows), num_negatives),
-                "positive_score": np.array([r[3] for r in rows])}
-    flat = [(r[0], r[1], w, r[3]) for r in rows for w in r[2]]
-    return {"query": np.array([f[0] for f in flat], dtype=np.intp),
-            "positive": np.array([f[1] for f in flat], dtype=np.intp),
-            "negative": np.array([f[2][0] for f in flat], dtype=np.intp),
-            "rank": np.array([f[2][2] for f in flat], dtype=np.intp),
-            "score": np.array([f[2][1] for f in flat]),
-            "positive_score": np.array([f[3] for f in flat])}
-
-
 def check_mine(Q, positives, C, allow_error=None, **kw):
-    kw = {"duplicate_threshold": None, **kw}  # ref_mine has no near-duplicate guard
+    kw = {"duplicate_threshold": None, **kw}  # (the data have no near-duplicates)
     res, err = _call(hnm.mine_hard_negatives, (Q, positives, C), kw, allow_error)
     if err is not None:
         return
     metric = kw.get("metric", "cosine")
     tol = float(np.max(_pair_tolerance(Q, C, metric), initial=0.0))
     ref_kw = {k: v for k, v in kw.items()
-              if k not in ("block_size", "random_state", "duplicate_threshold")}
-    ref = ref_mine(Q, positives, C, tol=tol, **ref_kw)
+              if k not in ("block_size", "random_state")}
+    ref = reference_mine(Q, positives, C, tol=tol, **ref_kw)
     for name in ("query", "positive", "negative", "rank"):
         np.testing.assert_array_equal(getattr(res, name), ref[name], err_msg=name)
     np.testing.assert_allclose(res.score, ref["score"], rtol=0, atol=4 * tol + 1e-12)
@@ -684,35 +579,35 @@ def _mine_case(vname, positives=None, **kw):
 
 for _v in ALL_VARIANTS:
     if _v not in ("u8", "bool"):  # (their data are all near-ties: covered by pairs/)
-        add_case(f"mine/{_v}/default", _mine_case(_v, num_negatives=3))
+        add_case(f"mine/{_v}/default", _mine_case(_v, k=3))
 for _v in ("f64", "f32", "f16", "noncontig", "memmap_be_noncontig", "i64_noncontig"):
     if _v == "i64_noncontig":  # small integers tie exactly in ip and l2: cosine only
         add_case(f"mine/{_v}/relative_margin_ntuple", _mine_case(
-            _v, num_negatives=3, relative_margin=0.05, output="ntuple"))
+            _v, k=3, relative_margin=0.05, output="ntuple"))
         continue
-    add_case(f"mine/{_v}/relative_margin", _mine_case(_v, num_negatives=3,
+    add_case(f"mine/{_v}/relative_margin", _mine_case(_v, k=3,
                                                       relative_margin=0.05))
-    add_case(f"mine/{_v}/absolute_margin", _mine_case(_v, num_negatives=2,
+    add_case(f"mine/{_v}/absolute_margin", _mine_case(_v, k=2,
                                                       absolute_margin=0.1))
-    add_case(f"mine/{_v}/max_score", _mine_case(_v, num_negatives=3, max_score=0.43))
-    add_case(f"mine/{_v}/band", _mine_case(_v, num_negatives=3, band=(2, 6)))
-    add_case(f"mine/{_v}/band_min_score", _mine_case(_v, num_negatives=4, band=(20, 26),
+    add_case(f"mine/{_v}/max_score", _mine_case(_v, k=3, max_score=0.43))
+    add_case(f"mine/{_v}/band", _mine_case(_v, k=3, band=(2, 6)))
+    add_case(f"mine/{_v}/band_min_score", _mine_case(_v, k=4, band=(20, 26),
                                                      min_score=-0.3))
-    add_case(f"mine/{_v}/ip", _mine_case(_v, num_negatives=3, metric="ip"))
-    add_case(f"mine/{_v}/l2", _mine_case(_v, num_negatives=3, metric="l2",
+    add_case(f"mine/{_v}/ip", _mine_case(_v, k=3, metric="ip"))
+    add_case(f"mine/{_v}/l2", _mine_case(_v, k=3, metric="l2",
                                          relative_margin=0.5))
-    add_case(f"mine/{_v}/exclude", _mine_case(_v, num_negatives=3,
+    add_case(f"mine/{_v}/exclude", _mine_case(_v, k=3,
                                               exclude=[[5, 6], [7], [], [8, 9]]))
     add_case(f"mine/{_v}/several_positives", _mine_case(
-        _v, num_negatives=2, positives=lambda Q: [[0, 10], [1], [2, 11, 12], [3]]))
+        _v, k=2, positives=lambda Q: [[0, 10], [1], [2, 11, 12], [3]]))
     add_case(f"mine/{_v}/positives_csr_noncontig", _mine_case(
-        _v, num_negatives=2,
+        _v, k=2,
         positives=lambda Q: (np.array([0, 2, 3, 6, 7]), _wide_view([0, 10, 1, 2, 11, 12, 3]))))
     add_case(f"mine/{_v}/positive_embeddings_f32", _mine_case(
-        _v, num_negatives=3, positives=lambda Q: (clean64(Q) + 0.05).astype(np.float32)))
-    add_case(f"mine/{_v}/ntuple", _mine_case(_v, num_negatives=3, output="ntuple",
+        _v, k=3, positives=lambda Q: (clean64(Q) + 0.05).astype(np.float32)))
+    add_case(f"mine/{_v}/ntuple", _mine_case(_v, k=3, output="ntuple",
                                              band=(0, 5), block_size=4))
-    add_case(f"mine/{_v}/more_than_corpus", _mine_case(_v, num_negatives=40))
+    add_case(f"mine/{_v}/more_than_corpus", _mine_case(_v, k=40, at_most=True))
 
 # ---------------------------------------------------------------- selection
 SEL_D = _rng.integers(-5, 6, size=20).astype(np.float64)
@@ -1293,12 +1188,14 @@ _MP = np.arange(3)
 mh = hnm.mine_hard_negatives
 for _n, _exc in ((0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError),
                  (None, TypeError)):
-    E(f"mine/num_negatives={_n!r}", _exc, "num_negatives", mh, _MQ, _MP, _MC, num_negatives=_n)
-E("mine/num_negatives_over_band", ValueError, "num_negatives", mh, _MQ, _MP, _MC,
-  num_negatives=4, band=(0, 3))
+    E(f"mine/k={_n!r}", _exc, "k must be", mh, _MQ, _MP, _MC, k=_n)
+E("mine/k_over_band", ValueError, "k=4 is larger than the number of ranks in band", mh, _MQ,
+  _MP, _MC, k=4, band=(0, 3))
+E("mine/random_to_the_end", ValueError, "pass a finite stop", mh, _MQ, _MP, _MC,
+  sampling="random")
 for _b, _exc in (((-1, None), ValueError), ((3, 1), ValueError), (5, TypeError),
                  ((0.5, None), TypeError), ((0, 0), ValueError), ((0, 1, 2), TypeError)):
-    E(f"mine/band={_b!r}", _exc, "band", mh, _MQ, _MP, _MC, num_negatives=1, band=_b)
+    E(f"mine/band={_b!r}", _exc, "band", mh, _MQ, _MP, _MC, k=1, band=_b)
 for _name, _val, _exc in (("absolute_margin", -1, ValueError),
                           ("absolute_margin", np.nan, ValueError),
                           ("absolute_margin", "x", TypeError),
@@ -1863,8 +1760,8 @@ def _pandas_cases(pd):
          lambda: hnm.search_hard_pairs(_PQ, _PC, 4)),
         ("mine_hard_negatives/DataFrame_Series",
          lambda: hnm.mine_hard_negatives(pd.DataFrame(_PQ), pd.Series(np.arange(6)),
-                                         pd.DataFrame(_PC), num_negatives=2),
-         lambda: hnm.mine_hard_negatives(_PQ, np.arange(6), _PC, num_negatives=2)),
+                                         pd.DataFrame(_PC), k=2),
+         lambda: hnm.mine_hard_negatives(_PQ, np.arange(6), _PC, k=2)),
         ("HardNegativeResampler/pandas_X_y",
          lambda: hnm.HardNegativeResampler(random_state=0).fit_resample(
              pd.DataFrame(_PX, columns=list("abc")), pd.Series(_PYB)),
@@ -1944,7 +1841,7 @@ _PANDAS_ERRORS = [
      ValueError, "y_true contains missing labels"),
     ("mine_hard_negatives/Int64_NA_positives",
      lambda pd: hnm.mine_hard_negatives(_PQ, pd.Series([0, 1, None, 3, 4, 5], dtype="Int64"),
-                                        _PC, num_negatives=2),
+                                        _PC, k=2),
      TypeError, "positives"),
     ("HardNegativeResampler/one_class_pandas",
      lambda pd: hnm.HardNegativeResampler().fit_resample(pd.DataFrame(_PX),
