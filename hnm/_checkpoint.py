@@ -334,7 +334,7 @@ def run_checkpointed(func, checkpoint, args):
     inputs, params = _describe(name, args, splitter)
     n_threads = resolve_n_jobs(args.get("n_jobs"))  # as the search will count them
     from . import __version__
-    from .pairs import DEFAULT_QUERY_BLOCK
+    from ._search_inputs import DEFAULT_QUERY_BLOCK
 
     manifest = {"format": FORMAT, "function": name, "hnm_version": __version__,
                 "inputs": inputs, "parameters": params}

@@ -12,7 +12,7 @@ import hnm
 from hnm import _checkpoint
 from hnm._checkpoint import query_blocks
 from hnm._io import is_temporary
-from hnm.pairs import DEFAULT_QUERY_BLOCK
+from hnm._search_inputs import DEFAULT_QUERY_BLOCK
 
 FIELDS = ("query", "positive", "negative", "score", "positive_score", "is_hard", "rank")
 
@@ -98,15 +98,15 @@ def test_search_hard_pairs_resumes_identically(tmp_path, small_blocks, data, kwa
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(num_negatives=3),
-    dict(num_negatives=4, band=(5, 40), sampling="random", random_state=7),
-    dict(num_negatives=2, band=(2, 30), relative_margin=0.05, easy_ratio=2.0,
+    dict(k=3),
+    dict(k=4, band=(5, 40), sampling="random", random_state=7),
+    dict(k=2, band=(2, 30), relative_margin=0.05, easy_ratio=2.0,
          random_state=3, metric="l2"),
-    dict(num_negatives=3, band=(0, 12), sampling="random", easy_ratio=1.0, output="ntuple",
+    dict(k=3, band=(0, 12), sampling="random", easy_ratio=1.0, output="ntuple",
          min_score=0.3, random_state=11),
-    dict(num_negatives=3, absolute_margin=0.1, max_score=0.9, exclude="lists",
+    dict(k=3, absolute_margin=0.1, max_score=0.9, exclude="lists",
          positives="lists", metric="ip"),
-    dict(num_negatives=2, sampling="random", band=(1, 20), positives="embeddings",
+    dict(k=2, sampling="random", band=(1, 20), positives="embeddings",
          random_state=5),
 ])
 def test_mine_hard_negatives_resumes_identically(tmp_path, small_blocks, data, kwargs):
@@ -139,20 +139,20 @@ def test_mine_hard_negatives_resumes_identically(tmp_path, small_blocks, data, k
 
 def test_random_state_none_is_drawn_once_and_kept(tmp_path, small_blocks, data):
     queries, positives, corpus = data
-    kw = dict(num_negatives=3, band=(0, 30), sampling="random", checkpoint=tmp_path)
+    kw = dict(k=3, band=(0, 30), sampling="random", checkpoint=tmp_path)
     first = hnm.mine_hard_negatives(queries, positives, corpus, **kw)
     seed = json.loads((tmp_path / "manifest.json").read_text())["seed"]
     for name in blocks_in(tmp_path)[1::2]:
         os.unlink(tmp_path / name)
     again = hnm.mine_hard_negatives(queries, positives, corpus, **kw)
     assert same_bytes(first, again)
-    seeded = hnm.mine_hard_negatives(queries, positives, corpus, num_negatives=3,
+    seeded = hnm.mine_hard_negatives(queries, positives, corpus, k=3,
                                      band=(0, 30), sampling="random", random_state=seed)
     assert same_bytes(first, seeded)  # as one uninterrupted run with that seed
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(num_negatives=2), "num_negatives=3 -> 2"),
+    (dict(k=2), "k=3 -> 2"),
     (dict(band=(1, 10)), "band=[0, 10] -> [1, 10]"),
     (dict(random_state=1), "random_state=0 -> 1"),
     (dict(metric="l2"), "metric='cosine' -> 'l2'"),
@@ -164,7 +164,7 @@ def test_random_state_none_is_drawn_once_and_kept(tmp_path, small_blocks, data):
 ])
 def test_another_call_on_the_same_directory_is_refused(tmp_path, data, change, message):
     queries, positives, corpus = data
-    kw = dict(num_negatives=3, band=(0, 10), random_state=0, metric="cosine")
+    kw = dict(k=3, band=(0, 10), random_state=0, metric="cosine")
     hnm.mine_hard_negatives(queries, positives, corpus, checkpoint=tmp_path, **kw)
     before = {n: os.stat(tmp_path / n).st_mtime_ns for n in os.listdir(tmp_path)}
     q, p, c = queries, positives, corpus
@@ -276,7 +276,7 @@ def test_kill_9_at_random_points_then_resume_gives_the_same_output(tmp_path):
     for name, a in (("c", corpus), ("q", queries), ("p", np.arange(2048))):
         np.save(tmp_path / f"{name}.npy", a)
     args = ["mine"] + [str(tmp_path / f) for f in ("q.npy", "p.npy", "c.npy")] + [
-        "--num-negatives", "5", "--band", "10", "100", "--sampling", "random",
+        "-k", "5", "--band", "10", "100", "--sampling", "random",
         "--easy-ratio", "1", "--seed", "3"]
     ctx = _forkserver()
     assert _run(ctx, args + ["-o", str(tmp_path / "ref.csv")]) == 0
