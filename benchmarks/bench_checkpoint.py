@@ -52,7 +52,7 @@ def files(tmp_path_factory):
     proba = rng.uniform(size=n).astype(np.float32)
     np.save(d / "proba.npy", np.column_stack([1 - proba, proba]))
     argv = ["mine", str(d / "q.npy"), str(d / "p.npy"), str(d / "c.npy"),
-            "--num-negatives", "5", "--band", "10", "100", "--sampling", "random",
+            "-k", "5", "--band", "10", "100", "--sampling", "random",
             "--seed", "0"]
     return {"dir": d, "argv": argv, "outputs": {}}
 

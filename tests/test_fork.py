@@ -87,7 +87,7 @@ def case_search_hard_pairs():
 def case_mine_hard_negatives():
     import hnm
     d = _d()
-    m = hnm.mine_hard_negatives(d["Q"], np.arange(len(d["Q"])), d["C"], num_negatives=3,
+    m = hnm.mine_hard_negatives(d["Q"], np.arange(len(d["Q"])), d["C"], k=3,
                                 band=(2, 40), relative_margin=0.05, sampling="random",
                                 random_state=0)
     return m.query, m.positive, m.negative, m.score

@@ -119,7 +119,7 @@ def test_mine_hard_negatives_calls_keep_rss_flat():
 
     def call(i):
         q = corpus[:500] + 0.1 + i * 1e-4
-        m = hnm.mine_hard_negatives(q, np.arange(500), corpus, num_negatives=5,
+        m = hnm.mine_hard_negatives(q, np.arange(500), corpus, k=5,
                                     relative_margin=0.05, easy_ratio=1.0, random_state=i)
         assert len(m) >= 4800  # ~5000 rows: 40 KiB per int64/float64 field
     check(call, 400, 6 * MiB, 40 * 1000, "mine_hard_negatives")
