@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import hnm
 import refs_scoring
-from hnm import _nearest
+import refs_selection
+from hnm import pairs as hnm_pairs
 from hnm._openmp_helpers import openmp_enabled, openmp_max_threads
 
 THREADS = (1, 2, 3)  # 3: more threads than the 2 cores CI has
@@ -93,10 +94,34 @@ def test_topk_threads_and_chunks(cfg, layout):
         x = wide[:, ::2]
     with omp_threads(1):
         ref = hnm.topk(x, **kw)
+    exp_values, exp_indices = refs_selection.topk(x, **kw)
+    np.testing.assert_array_equal(ref.indices, exp_indices)
+    np.testing.assert_array_equal(ref.values.astype(np.float64), exp_values)
     for n in THREADS:
         with omp_threads(n):
             for cs in CHUNKS:
                 assert_same(hnm.topk(x, chunk_size=cs, **kw), ref, f"threads={n} chunk={cs}")
+
+
+@needs_openmp
+def test_selection_strategies_threads():
+    """The strategies built on topk give the reference's indices at every thread count."""
+    d = SCORES.ravel()
+    cases = [(hnm.selection.select_hardest, refs_selection.select_hardest, (),
+              dict(band=(5, 300), noise_fraction=0.1)),
+             (hnm.selection.select_hardest, refs_selection.select_hardest, (),
+              dict(fraction=0.4, noise_fraction=0.05)),
+             (hnm.selection.sample_by_difficulty, refs_selection.sample_by_difficulty, (60,),
+              dict(temperature=3.0, noise_fraction=0.1, random_state=5)),
+             (hnm.selection.select_semi_hard, refs_selection.select_semi_hard, (20.0,),
+              dict(k=50)),
+             (hnm.selection.select_quantile_window, refs_selection.select_quantile_window,
+              (0.2, 0.7), {})]
+    for n in THREADS:
+        with omp_threads(n):
+            for fn, ref, args, kw in cases:
+                np.testing.assert_array_equal(fn(d, *args, **kw), ref(d, *args, **kw),
+                                              err_msg=f"{fn.__name__} threads={n}")
 
 
 @needs_openmp
@@ -236,7 +261,7 @@ def test_pairs_ids_identical_scores_to_rounding_for_every_block_and_thread_count
 def test_mine_hard_negatives_threads_and_blocks():
     C = rng.standard_normal((800, 10))
     Q = C[:60] + 0.2 * rng.standard_normal((60, 10))
-    kw = dict(k=4, band=(2, 12), relative_margin=0.05, sampling="random",
+    kw = dict(num_negatives=4, band=(2, 12), relative_margin=0.05, sampling="random",
               easy_ratio=1.0, random_state=3)
     with threadpool_limits(1):
         ref = hnm.mine_hard_negatives(Q, np.arange(60), C, **kw)
@@ -273,8 +298,8 @@ def test_memmap_vs_in_memory(tmp_path):
     Cf = rng.standard_normal((300, 8))
     Qf = Cf[:20] + 0.1
     Cfm = memmap_of(Cf, tmp_path, "cf")
-    assert_same(hnm.mine_hard_negatives(Qf, np.arange(20), Cfm, k=3, block_size=64),
-                hnm.mine_hard_negatives(Qf, np.arange(20), Cf, k=3, block_size=64))
+    assert_same(hnm.mine_hard_negatives(Qf, np.arange(20), Cfm, num_negatives=3, block_size=64),
+                hnm.mine_hard_negatives(Qf, np.arange(20), Cf, num_negatives=3, block_size=64))
 
 
 def test_float32_vs_float64():
@@ -374,7 +399,7 @@ def _tasks(seed, n_each=16):
         Cm = r.standard_normal((int(r.integers(200, 800)), 8))
         Qm = Cm[:40] + 0.2 * r.standard_normal((40, 8))
         tasks.append(("mine_hard_negatives", hnm.mine_hard_negatives, (Qm, np.arange(40), Cm),
-                      dict(k=3, band=(1, 9), sampling="random", random_state=i,
+                      dict(num_negatives=3, band=(1, 9), sampling="random", random_state=i,
                            relative_margin=0.05)))
     return tasks
 
@@ -438,7 +463,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
     search_hard_pairs wraps its kernel in ``threadpool_limits(1, "blas")``, which
     sets and later restores a process-wide setting: B saves A's temporary limit
     and restores it after A has restored the original."""
-    real = _nearest._pairs
+    real = hnm_pairs._pairs
     inside = {"A": threading.Event(), "B": threading.Event()}
     release = {"A": threading.Event(), "B": threading.Event()}
     during_b = {}
@@ -458,7 +483,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
                     during_b["blas"] = blas_threads()
             return real.search_update(*args)
 
-    monkeypatch.setattr(_nearest, "_pairs", Gate)
+    monkeypatch.setattr(hnm_pairs, "_pairs", Gate)
     Q = rng.standard_normal((600, 8))
     C = rng.standard_normal((300, 8))
     before = blas_threads()
@@ -478,7 +503,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
     ta.join(60)
     release["B"].set()
     tb.join(60)
-    monkeypatch.setattr(_nearest, "_pairs", real)
+    monkeypatch.setattr(hnm_pairs, "_pairs", real)
     ref = hnm.search_hard_pairs(Q, C, 5, n_jobs=2)
     assert_same(results["A"], ref)
     np.testing.assert_array_equal(results["B"].indices, ref.indices)
