@@ -11,25 +11,50 @@
   cost being linear in them). Target >= 10x faster, < 1 GiB extra memory.
 - NearMiss-2 on a float32 memmap of ``HNM_BENCH_NM2_MEMMAP_N`` x 128 (default
   200,000; the issue's size is 2,000,000) with 1% minority: extra anonymous
-  memory, which must stay bounded (the file's pages are not counted).
+  memory, which must stay bounded (the file's pages are not counted). The file
+  is written in ``HNM_BENCH_NM2_MEMMAP_DIR`` (default: pytest's temporary
+  directory) and deleted afterwards.
 
-Reported, never asserted.
+The machine may be busy: beside the wall-clock medians (the ratios), each timed
+function's median ``time.process_time()`` (CPU seconds of every thread) and its
+ratio are reported. Reported, never asserted.
 """
 import os
+import shutil
+import tempfile
+import time
 
 import numpy as np
 import pytest
 from imblearn.under_sampling import NearMiss as ImblearnNearMiss
 from sklearn.datasets import make_classification
 
-from benchutils import peak_extra_memory
+from benchutils import peak_extra_memory, rss_anon_bytes
 from hnm import NearMiss
 
 NM2_ROWS = int(float(os.environ.get("HNM_BENCH_NM2_ROWS", 10_000)))
 MEMMAP_N = int(float(os.environ.get("HNM_BENCH_NM2_MEMMAP_N", 200_000)))
 GROUP1 = "NearMiss-1 fit_resample 200,000 x 50 (5% minority)"
 GROUP2 = "NearMiss-2 fit_resample 200,000 x 50 (5% minority)"
+MEMMAP_DIR = os.environ.get("HNM_BENCH_NM2_MEMMAP_DIR")
 GIB = 2.0**30
+CPU = {}  # name -> process_time of each round
+
+
+def timed(name, func):
+    """func, recording the process_time of each call under name."""
+    def run():
+        c = time.process_time()
+        func()
+        CPU.setdefault(name, []).append(time.process_time() - c)
+    return run
+
+
+def note_cpu(ratios, slow, fast):
+    """Note the process_time medians of two timed functions and their ratio."""
+    if slow in CPU and fast in CPU:
+        a, b = np.median(CPU[slow]), np.median(CPU[fast])
+        ratios.note(f"process_time medians: {slow} {a:.3g} s, {fast} {b:.3g} s -> {a / b:.2f}x")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +82,11 @@ def test_nearmiss1(benchmark, big, ratios, name):
     X, y = big
     cls = NearMiss if name.startswith("hnm") else ImblearnNearMiss
     benchmark.group = GROUP1
-    benchmark.pedantic(lambda: cls(version=1).fit_resample(X, y), rounds=3, iterations=1)
+    benchmark.pedantic(timed(name, lambda: cls(version=1).fit_resample(X, y)), rounds=3,
+                       iterations=1)
     ratios.record(benchmark, name)
     if name.startswith("imblearn"):
+        note_cpu(ratios, "imblearn NearMiss-1", "hnm NearMiss-1")
         ours, ref = NearMiss(version=1), ImblearnNearMiss(version=1)
         ours.fit_resample(X, y)
         ref.fit_resample(X, y)
@@ -72,8 +99,11 @@ def test_nearmiss2_subset(benchmark, subset, ratios, name):
     X, y = subset
     cls = NearMiss if name.startswith("hnm") else ImblearnNearMiss
     benchmark.group = f"NearMiss-2 fit_resample {NM2_ROWS} majority + {(y == 1).sum()} minority"
-    benchmark.pedantic(lambda: cls(version=2).fit_resample(X, y), rounds=3, iterations=1)
+    benchmark.pedantic(timed(name, lambda: cls(version=2).fit_resample(X, y)), rounds=3,
+                       iterations=1)
     ratios.record(benchmark, name)
+    if name.startswith("imblearn"):
+        note_cpu(ratios, "imblearn NearMiss-2 (subset)", "hnm NearMiss-2 (subset)")
     mem = peak_extra_memory(lambda: cls(version=2).fit_resample(X, y))
     benchmark.extra_info["peak_extra_MiB"] = mem / 2**20
     ratios.note(f"{name}: peak extra memory {mem / 2**20:.0f} MiB")
@@ -88,7 +118,8 @@ def test_nearmiss2_subset(benchmark, subset, ratios, name):
 def test_nearmiss2_full(benchmark, big, ratios):
     X, y = big
     benchmark.group = GROUP2
-    benchmark.pedantic(lambda: NearMiss(version=2).fit_resample(X, y), rounds=3, iterations=1)
+    benchmark.pedantic(timed("hnm NearMiss-2", lambda: NearMiss(version=2).fit_resample(X, y)),
+                       rounds=3, iterations=1)
     ratios.record(benchmark, "hnm NearMiss-2")
     mem = peak_extra_memory(lambda: NearMiss(version=2).fit_resample(X, y))
     benchmark.extra_info["peak_extra_MiB"] = mem / 2**20
@@ -101,11 +132,31 @@ def test_nearmiss2_full(benchmark, big, ratios):
                     f"{NM2_ROWS} rows {scaled:.3g} s -> {scaled / ratios.medians['hnm NearMiss-2']:.1f}x "
                     f"(target >= 10); imblearn would hold {n_maj * (y == 1).sum() * 16 / GIB:.0f} "
                     "GiB of kneighbors output")
+    if "imblearn NearMiss-2 (subset)" in CPU:
+        scaled = np.median(CPU["imblearn NearMiss-2 (subset)"]) * n_maj / NM2_ROWS
+        ours = np.median(CPU["hnm NearMiss-2"])
+        ratios.note(f"NearMiss-2 at 200,000 x 50, process_time: hnm {ours:.3g} s, imblearn "
+                    f"scaled {scaled:.3g} s -> {scaled / ours:.1f}x")
 
 
-def test_nearmiss2_memmap(benchmark, tmp_path_factory, ratios):
+@pytest.fixture
+def memmap_dir(tmp_path):
+    """Where the memmap is written: HNM_BENCH_NM2_MEMMAP_DIR or pytest's tmp_path;
+    deleted afterwards either way."""
+    if MEMMAP_DIR is None:
+        yield tmp_path
+        return
+    os.makedirs(MEMMAP_DIR, exist_ok=True)
+    where = tempfile.mkdtemp(prefix="bench_nearmiss_", dir=MEMMAP_DIR)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_nearmiss2_memmap(benchmark, memmap_dir, ratios):
     rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("nearmiss") / "X.f32"
+    path = os.path.join(memmap_dir, "X.f32")
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(MEMMAP_N, 128))
     for s in range(0, MEMMAP_N, 100_000):
         mm[s:s + 100_000] = rng.standard_normal((min(100_000, MEMMAP_N - s), 128),
@@ -118,13 +169,18 @@ def test_nearmiss2_memmap(benchmark, tmp_path_factory, ratios):
     result = {}
 
     def run():
+        result["base"] = rss_anon_bytes()
+        c = time.process_time()
         result["mem"] = peak_extra_memory(lambda: NearMiss(version=2).fit_resample(X, y))
+        result["cpu"] = time.process_time() - c
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     ratios.record(benchmark, "hnm NearMiss-2 memmap")
     data_mib = X.nbytes / 2**20
     out_mib = 2 * (y == 1).sum() * 128 * 4 / 2**20
     benchmark.extra_info["peak_extra_MiB"] = result["mem"] / 2**20
-    ratios.note(f"NearMiss-2 on a {MEMMAP_N} x 128 memmap ({data_mib:.0f} MiB file): "
-                f"{ratios.medians['hnm NearMiss-2 memmap']:.3g} s, peak extra anonymous memory "
-                f"{result['mem'] / 2**20:.0f} MiB (output {out_mib:.0f} MiB)")
+    ratios.note(f"NearMiss-2 on a {MEMMAP_N} x 128 memmap ({data_mib:.0f} MiB file, "
+                f"{(y == 1).sum()} minority): {ratios.medians['hnm NearMiss-2 memmap']:.3g} s "
+                f"wall, {result['cpu']:.3g} s process_time; peak extra anonymous memory "
+                f"{result['mem'] / 2**20:.0f} MiB (peak anonymous RSS "
+                f"{(result['base'] + result['mem']) / 2**20:.0f} MiB; output {out_mib:.0f} MiB)")
