@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import hnm
 import refs_scoring
 import refs_selection
-from hnm import pairs as hnm_pairs
+from hnm import _nearest
 from hnm._openmp_helpers import openmp_enabled, openmp_max_threads
 
 THREADS = (1, 2, 3)  # 3: more threads than the 2 cores CI has
@@ -261,7 +261,7 @@ def test_pairs_ids_identical_scores_to_rounding_for_every_block_and_thread_count
 def test_mine_hard_negatives_threads_and_blocks():
     C = rng.standard_normal((800, 10))
     Q = C[:60] + 0.2 * rng.standard_normal((60, 10))
-    kw = dict(num_negatives=4, band=(2, 12), relative_margin=0.05, sampling="random",
+    kw = dict(k=4, band=(2, 12), relative_margin=0.05, sampling="random",
               easy_ratio=1.0, random_state=3)
     with threadpool_limits(1):
         ref = hnm.mine_hard_negatives(Q, np.arange(60), C, **kw)
@@ -298,8 +298,8 @@ def test_memmap_vs_in_memory(tmp_path):
     Cf = rng.standard_normal((300, 8))
     Qf = Cf[:20] + 0.1
     Cfm = memmap_of(Cf, tmp_path, "cf")
-    assert_same(hnm.mine_hard_negatives(Qf, np.arange(20), Cfm, num_negatives=3, block_size=64),
-                hnm.mine_hard_negatives(Qf, np.arange(20), Cf, num_negatives=3, block_size=64))
+    assert_same(hnm.mine_hard_negatives(Qf, np.arange(20), Cfm, k=3, block_size=64),
+                hnm.mine_hard_negatives(Qf, np.arange(20), Cf, k=3, block_size=64))
 
 
 def test_float32_vs_float64():
@@ -399,7 +399,7 @@ def _tasks(seed, n_each=16):
         Cm = r.standard_normal((int(r.integers(200, 800)), 8))
         Qm = Cm[:40] + 0.2 * r.standard_normal((40, 8))
         tasks.append(("mine_hard_negatives", hnm.mine_hard_negatives, (Qm, np.arange(40), Cm),
-                      dict(num_negatives=3, band=(1, 9), sampling="random", random_state=i,
+                      dict(k=3, band=(1, 9), sampling="random", random_state=i,
                            relative_margin=0.05)))
     return tasks
 
@@ -463,7 +463,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
     search_hard_pairs wraps its kernel in ``threadpool_limits(1, "blas")``, which
     sets and later restores a process-wide setting: B saves A's temporary limit
     and restores it after A has restored the original."""
-    real = hnm_pairs._pairs
+    real = _nearest._pairs
     inside = {"A": threading.Event(), "B": threading.Event()}
     release = {"A": threading.Event(), "B": threading.Event()}
     during_b = {}
@@ -483,7 +483,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
                     during_b["blas"] = blas_threads()
             return real.search_update(*args)
 
-    monkeypatch.setattr(hnm_pairs, "_pairs", Gate)
+    monkeypatch.setattr(_nearest, "_pairs", Gate)
     Q = rng.standard_normal((600, 8))
     C = rng.standard_normal((300, 8))
     before = blas_threads()
@@ -503,7 +503,7 @@ def test_overlapping_calls_restore_blas_threads(monkeypatch, restore_thread_pool
     ta.join(60)
     release["B"].set()
     tb.join(60)
-    monkeypatch.setattr(hnm_pairs, "_pairs", real)
+    monkeypatch.setattr(_nearest, "_pairs", real)
     ref = hnm.search_hard_pairs(Q, C, 5, n_jobs=2)
     assert_same(results["A"], ref)
     np.testing.assert_array_equal(results["B"].indices, ref.indices)
