@@ -114,9 +114,9 @@ static inline int NAME(const T *S, Py_ssize_t C, Py_ssize_t n_rows,             
     return bad;                                                                 \
 }
 
-HNM_VECTOR_MARGIN(float, hnm_v4f, hnm_v4i, int32_t, 4, hnm_margin_block_f32,
+HNM_VECTOR_MARGIN(float, hnm_v4f, hnm_v4i, int32_t, 4, hnm_margin_v16b_f32,
                   hnm_margin_scalar_f32)
-HNM_VECTOR_MARGIN(double, hnm_v2d, hnm_v2l, int64_t, 2, hnm_margin_block_f64,
+HNM_VECTOR_MARGIN(double, hnm_v2d, hnm_v2l, int64_t, 2, hnm_margin_v16b_f64,
                   hnm_margin_scalar_f64)
 
 #define HNM_VECTOR_PROBA(T, VT, MT, IT, L, NAME, SCALAR)                         \
@@ -157,10 +157,252 @@ HNM_VECTOR_PROBA(double, hnm_v2d, hnm_v2l, int64_t, 2, hnm_proba_block_f64,
 
 #else
 
-#define hnm_margin_block_f32 hnm_margin_scalar_f32
-#define hnm_margin_block_f64 hnm_margin_scalar_f64
+#define hnm_margin_v16b_f32 hnm_margin_scalar_f32
+#define hnm_margin_v16b_f64 hnm_margin_scalar_f64
 #define hnm_proba_block_f32 hnm_proba_scalar_f32
 #define hnm_proba_block_f64 hnm_proba_scalar_f64
+
+#endif
+
+/* AVX-512 margins (x86-64, chosen at run time where the CPU has AVX-512F/DQ;
+ * the file needs no compiler flag). Rows are taken 16 at a time (float64: 8):
+ * each row is read in full-width masked loads (no read past the row, so none
+ * past the array), its true column set to -inf by a mask, and the per-row
+ * maxima of the group are reduced together by a transpose-and-max tree (4
+ * levels of lane shuffles for 16 rows instead of 16 horizontal reductions).
+ * Non-finite values are flagged by vfpclass on every value of a scored row,
+ * the true column included. Measured 3x faster per thread than the 16-byte
+ * vectors on (2e6, 10) float32 (bench_scoring.py). */
+#if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 8)
+#define HNM_HAVE_AVX512 1
+#include <immintrin.h>
+#define HNM_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+
+/* 1 where the AVX-512 kernels may run: set once by hnm_rowmax_init() at import
+ * (and by tests, to check the portable path). */
+static int hnm_rowmax_avx512 = 0;
+
+static int hnm_rowmax_init(void) {
+    __builtin_cpu_init();
+    hnm_rowmax_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return hnm_rowmax_avx512;
+}
+
+#define HNM_FPCLASS_NONFINITE 0x99  /* QNaN | +inf | -inf | SNaN */
+/* read ahead of the rows being scored (a hint: never faults past the array) */
+#ifndef HNM_PREFETCH_FLOATS
+#define HNM_PREFETCH_FLOATS 4096
+#endif
+
+/* max over the others and the true value of one row, in 16-lane masked loads */
+#define HNM_ROW_F32(r, C, c, M, T, BAD) do {                                       \
+        __m512 m_ = ninf;                                                          \
+        for (Py_ssize_t j_ = 0; j_ < (C); j_ += 16) {                              \
+            Py_ssize_t left_ = (C) - j_;                                           \
+            __mmask16 lm_ = left_ >= 16 ? (__mmask16) 0xFFFF                       \
+                                        : (__mmask16) ((1u << left_) - 1);         \
+            __m512 x_ = _mm512_mask_loadu_ps(ninf, lm_, (r) + j_);                 \
+            (BAD) |= _mm512_mask_fpclass_ps_mask(lm_, x_, HNM_FPCLASS_NONFINITE);  \
+            uint64_t d_ = (uint64_t) ((c) - j_);                                   \
+            __mmask16 kt_ = d_ < 16 ? (__mmask16) (1u << d_) : (__mmask16) 0;      \
+            m_ = _mm512_max_ps(m_, _mm512_mask_mov_ps(x_, kt_, ninf));             \
+        }                                                                          \
+        (M) = m_;                                                                  \
+        (T) = (r)[c];                                                              \
+    } while (0)
+
+HNM_AVX512_TARGET
+static int hnm_margin_avx512_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                 const Py_ssize_t *cols, float *out) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    /* lane 4L + e of the tree's last level holds row L + 4e */
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13,
+                                            2, 6, 10, 14, 3, 7, 11, 15);
+    __mmask16 bad = 0;
+    for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += 16) {
+        int m = n_rows - i0 < 16 ? (int) (n_rows - i0) : 16;
+        __m512 v[16];
+        float t[16];
+        __mmask16 known = 0;
+        for (int k = 0; k < 16; k++) {
+            Py_ssize_t c = k < m ? cols[i0 + k] : -1;
+            if (c >= 0) {
+                HNM_ROW_F32(S + (i0 + k) * C, C, c, v[k], t[k], bad);
+                known |= (__mmask16) (1u << k);
+            } else {
+                v[k] = ninf;
+                t[k] = 0;
+            }
+        }
+        __m512 w[8], x[4], y[2];
+        for (int p = 0; p < 8; p++)  /* 256-bit halves: row 2p low, row 2p+1 high */
+            w[p] = _mm512_max_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0x44),
+                                 _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], 0xEE));
+        for (int q = 0; q < 4; q++)  /* 128-bit lane L: row 4q + L */
+            x[q] = _mm512_max_ps(_mm512_shuffle_f32x4(w[2 * q], w[2 * q + 1], 0x88),
+                                 _mm512_shuffle_f32x4(w[2 * q], w[2 * q + 1], 0xDD));
+        for (int s = 0; s < 2; s++)  /* lane L: rows 8s + L (x2), 8s + 4 + L (x2) */
+            y[s] = _mm512_max_ps(_mm512_shuffle_ps(x[2 * s], x[2 * s + 1], 0x44),
+                                 _mm512_shuffle_ps(x[2 * s], x[2 * s + 1], 0xEE));
+        __m512 z = _mm512_max_ps(_mm512_shuffle_ps(y[0], y[1], 0x88),
+                                 _mm512_shuffle_ps(y[0], y[1], 0xDD));
+        __m512 best = _mm512_permutexvar_ps(order, z);
+        __m512 res = _mm512_maskz_sub_ps(known, best, _mm512_loadu_ps(t));
+        _mm512_mask_storeu_ps(out + i0, (__mmask16) ((1u << m) - 1), res);
+    }
+    return bad != 0;
+}
+
+#define HNM_ROW_F64(r, C, c, M, T, BAD) do {                                       \
+        __m512d m_ = ninf;                                                         \
+        for (Py_ssize_t j_ = 0; j_ < (C); j_ += 8) {                               \
+            Py_ssize_t left_ = (C) - j_;                                           \
+            __mmask8 lm_ = left_ >= 8 ? (__mmask8) 0xFF : (__mmask8) ((1u << left_) - 1); \
+            __m512d x_ = _mm512_mask_loadu_pd(ninf, lm_, (r) + j_);                \
+            (BAD) |= _mm512_mask_fpclass_pd_mask(lm_, x_, HNM_FPCLASS_NONFINITE);  \
+            uint64_t d_ = (uint64_t) ((c) - j_);                                   \
+            __mmask8 kt_ = d_ < 8 ? (__mmask8) (1u << d_) : (__mmask8) 0;          \
+            m_ = _mm512_max_pd(m_, _mm512_mask_mov_pd(x_, kt_, ninf));             \
+        }                                                                          \
+        (M) = m_;                                                                  \
+        (T) = (r)[c];                                                              \
+    } while (0)
+
+HNM_AVX512_TARGET
+static int hnm_margin_avx512_f64(const double *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                 const Py_ssize_t *cols, double *out) {
+    const __m512d ninf = _mm512_set1_pd(-INFINITY);
+    /* lane 2L + e of the tree's last level holds row L + 4e */
+    const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    __mmask8 bad = 0;
+    for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += 8) {
+        int m = n_rows - i0 < 8 ? (int) (n_rows - i0) : 8;
+        __m512d v[8];
+        double t[8];
+        __mmask8 known = 0;
+        for (int k = 0; k < 8; k++) {
+            Py_ssize_t c = k < m ? cols[i0 + k] : -1;
+            if (c >= 0) {
+                HNM_ROW_F64(S + (i0 + k) * C, C, c, v[k], t[k], bad);
+                known |= (__mmask8) (1u << k);
+            } else {
+                v[k] = ninf;
+                t[k] = 0;
+            }
+        }
+        __m512d w[4], x[2];
+        for (int p = 0; p < 4; p++)  /* 256-bit halves: row 2p low, row 2p+1 high */
+            w[p] = _mm512_max_pd(_mm512_shuffle_f64x2(v[2 * p], v[2 * p + 1], 0x44),
+                                 _mm512_shuffle_f64x2(v[2 * p], v[2 * p + 1], 0xEE));
+        for (int q = 0; q < 2; q++)  /* 128-bit lane L: row 4q + L */
+            x[q] = _mm512_max_pd(_mm512_shuffle_f64x2(w[2 * q], w[2 * q + 1], 0x88),
+                                 _mm512_shuffle_f64x2(w[2 * q], w[2 * q + 1], 0xDD));
+        /* within each 128-bit lane L: element 0 from x[0] (row L), 1 from x[1] (row 4 + L) */
+        __m512d z = _mm512_max_pd(_mm512_shuffle_pd(x[0], x[1], 0x00),
+                                  _mm512_shuffle_pd(x[0], x[1], 0xFF));
+        __m512d best = _mm512_permutexvar_pd(order, z);
+        __m512d res = _mm512_maskz_sub_pd(known, best, _mm512_loadu_pd(t));
+        _mm512_mask_storeu_pd(out + i0, (__mmask8) ((1u << m) - 1), res);
+    }
+    return bad != 0;
+}
+
+/* C <= 16 (float32): one masked load per row whose mask leaves out the true
+ * column (read as -inf, no blend), finiteness checked on the group's values in
+ * full contiguous vectors, the true values gathered once per group of 16 rows,
+ * and the tree reduced as the rows come in (few registers live, no spill). */
+/* rows k and k+1 of a group, true columns masked out, as one vector: the first
+ * row's partial maxima in the low 256 bits, the second's in the high ones */
+HNM_AVX512_TARGET
+static inline __m512 hnm_narrow_pair_f32(const float *g, Py_ssize_t C, const Py_ssize_t *c,
+                                         int k, uint32_t lm, __m512 ninf) {
+    __m512 a = _mm512_mask_loadu_ps(
+        ninf, (__mmask16) (c[k] >= 0 ? lm & ~(1u << c[k]) : 0u), g + k * C);
+    __m512 b = _mm512_mask_loadu_ps(
+        ninf, (__mmask16) (c[k + 1] >= 0 ? lm & ~(1u << c[k + 1]) : 0u), g + (k + 1) * C);
+    return _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+
+HNM_AVX512_TARGET
+static int hnm_margin_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                 const Py_ssize_t *cols, float *out) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13,
+                                            2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i row_start = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int) C));
+    const uint32_t lm = (uint32_t) ((1u << C) - 1);
+    __mmask16 bad = 0;
+    for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += 16) {
+        int m = n_rows - i0 < 16 ? (int) (n_rows - i0) : 16;
+        const float *g = S + i0 * C;
+        Py_ssize_t nv = (Py_ssize_t) m * C, j = 0;
+        for (; j + 16 <= nv; j += 16) {
+            _mm_prefetch((const char *) (g + j + HNM_PREFETCH_FLOATS), _MM_HINT_T0);
+            bad |= _mm512_fpclass_ps_mask(_mm512_loadu_ps(g + j), HNM_FPCLASS_NONFINITE);
+        }
+        if (j < nv) {
+            __mmask16 tail = (__mmask16) ((1u << (nv - j)) - 1);
+            bad |= _mm512_mask_fpclass_ps_mask(tail, _mm512_maskz_loadu_ps(tail, g + j),
+                                               HNM_FPCLASS_NONFINITE);
+        }
+        Py_ssize_t cc[16];
+        const Py_ssize_t *c = cols + i0;
+        if (m < 16) {
+            for (int k = 0; k < 16; k++) cc[k] = k < m ? cols[i0 + k] : -1;
+            c = cc;
+        }
+        /* the true columns as int32 (unknown: -1), known rows, and their values */
+        __m256i c_lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *) c));
+        __m256i c_hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *) (c + 8)));
+        __m512i cv = _mm512_inserti64x4(_mm512_castsi256_si512(c_lo), c_hi, 1);
+        __mmask16 known = _mm512_cmpge_epi32_mask(cv, _mm512_setzero_si512());
+        __m512 truth = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), known,
+                                                _mm512_add_epi32(row_start, cv), g, 4);
+#define HNM_PAIR(k) hnm_narrow_pair_f32(g, C, c, k, lm, ninf)
+        __m512 y[2];
+        for (int s = 0; s < 2; s++) {
+            __m512 x[2];
+            for (int q = 0; q < 2; q++) {
+                int k = 8 * s + 4 * q;
+                __m512 w0 = HNM_PAIR(k), w1 = HNM_PAIR(k + 2);
+                x[q] = _mm512_max_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
+                                     _mm512_shuffle_f32x4(w0, w1, 0xDD));
+            }
+            y[s] = _mm512_max_ps(_mm512_shuffle_ps(x[0], x[1], 0x44),
+                                 _mm512_shuffle_ps(x[0], x[1], 0xEE));
+        }
+#undef HNM_PAIR
+        __m512 z = _mm512_max_ps(_mm512_shuffle_ps(y[0], y[1], 0x88),
+                                 _mm512_shuffle_ps(y[0], y[1], 0xDD));
+        __m512 res = _mm512_maskz_sub_ps(known, _mm512_permutexvar_ps(order, z), truth);
+        _mm512_mask_storeu_ps(out + i0, (__mmask16) ((1u << m) - 1), res);
+    }
+    return bad != 0;
+}
+
+static inline int hnm_margin_block_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                       const Py_ssize_t *cols, float *out) {
+    if (hnm_rowmax_avx512)
+        return C <= 16 ? hnm_margin_narrow_f32(S, C, n_rows, cols, out)
+                       : hnm_margin_avx512_f32(S, C, n_rows, cols, out);
+    return hnm_margin_v16b_f32(S, C, n_rows, cols, out);
+}
+
+static inline int hnm_margin_block_f64(const double *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                       const Py_ssize_t *cols, double *out) {
+    if (hnm_rowmax_avx512) return hnm_margin_avx512_f64(S, C, n_rows, cols, out);
+    return hnm_margin_v16b_f64(S, C, n_rows, cols, out);
+}
+
+#else
+
+static int hnm_rowmax_avx512 = 0;
+static int hnm_rowmax_init(void) { return 0; }
+#define hnm_margin_block_f32 hnm_margin_v16b_f32
+#define hnm_margin_block_f64 hnm_margin_v16b_f64
 
 #endif
 

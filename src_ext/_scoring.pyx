@@ -148,6 +148,8 @@ cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hi
 
 
 cdef extern from "_rowmax.h" nogil:
+    int hnm_rowmax_avx512
+    int hnm_rowmax_init()
     int hnm_margin_block_f32(const float* S, intp_t C, intp_t n_rows, const intp_t* cols,
                              float* out)
     int hnm_margin_block_f64(const double* S, intp_t C, intp_t n_rows, const intp_t* cols,
@@ -158,19 +160,49 @@ cdef extern from "_rowmax.h" nogil:
                             double tol, double* out)
 
 
+AVX512_SUPPORTED = hnm_rowmax_init() != 0
+
+
+def use_avx512(on=None):
+    """Whether the AVX-512 margin kernels run: ``None`` only reports it; True
+    turns them on where the CPU has AVX-512 (off elsewhere), False off (the
+    16-byte vector path; for tests of both paths). Returns the previous state."""
+    global hnm_rowmax_avx512
+    before = hnm_rowmax_avx512 != 0
+    if on is not None:
+        hnm_rowmax_avx512 = 1 if (on and AVX512_SUPPORTED) else 0
+    return before
+
+
+cdef inline long long _columns(const int64_t* y, intp_t n_rows, long long y_min,
+                               const intp_t* table, intp_t n_table, intp_t* cols,
+                               uint64_t* seen) noexcept nogil:
+    """cols[i] = column of y[i] (-1: unknown) for n_rows <= ROWS labels; returns the
+    unknown count. With ``seen``, stores the bit set of the columns (< 64) found:
+    one pass over the labels serves both."""
+    cdef intp_t i, c
+    cdef long long unknown = 0
+    cdef uint64_t bits = 0
+    for i in range(n_rows):
+        c = _column(y[i], y_min, table, n_table)
+        cols[i] = c
+        unknown += c < 0
+        if 0 <= c < 64:
+            bits |= (<uint64_t> 1) << c
+    if seen != NULL:
+        seen[0] = bits
+    return unknown
+
+
 cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                             long long y_min, const intp_t* table, intp_t n_table,
-                            bint hinge, floating* out) noexcept nogil:
+                            bint hinge, floating* out, uint64_t* seen) noexcept nogil:
     """Margins (or hinges) of n_rows <= ROWS rows, in vectors (_rowmax.h); a block
     holding a NaN or infinity is rescanned row by row to count those rows."""
     cdef intp_t cols[ROWS]
     cdef intp_t i
-    cdef long long packed = 0
+    cdef long long packed = _columns(y, n_rows, y_min, table, n_table, cols, seen)
     cdef int nonfinite
-    for i in range(n_rows):
-        cols[i] = _column(y[i], y_min, table, n_table)
-        if cols[i] < 0:
-            packed += 1
     if floating is float:
         nonfinite = hnm_margin_block_f32(S, C, n_rows, cols, out)
     else:
@@ -189,17 +221,14 @@ cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const in
 cdef long long _proba_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                            long long y_min, const intp_t* table, intp_t n_table,
                            int measure, double eps, double sum_tol,
-                           floating* out) noexcept nogil:
+                           floating* out, uint64_t* seen) noexcept nogil:
     """log_loss or confidence of n_rows <= ROWS rows: validated and read in vectors
     (_rowmax.h); a block with an invalid row is rescanned by _block to count."""
     cdef intp_t cols[ROWS]
     cdef intp_t i
-    cdef long long packed = 0
+    cdef long long packed = _columns(y, n_rows, y_min, table, n_table, cols, seen)
     cdef int invalid
     cdef double v
-    for i in range(n_rows):
-        cols[i] = _column(y[i], y_min, table, n_table)
-        packed += cols[i] < 0
     if floating is float:
         invalid = hnm_proba_block_f32(S, C, n_rows, cols, sum_tol, out)
     else:
@@ -241,26 +270,30 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
     cdef intp_t n_blocks = (n + ROWS - 1) // ROWS
     cdef intp_t b, start, stop
     cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed
-    for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+    cdef uint64_t* seen_b
+    # dynamic: a thread the OS preempts on a busy machine leaves its blocks to the
+    # others instead of holding up the whole call (results do not depend on it)
+    for b in prange(n_blocks, schedule="dynamic", chunksize=64, num_threads=n_threads):
         start = b * ROWS
         stop = start + ROWS if start + ROWS < n else n
+        seen_b = &seen[b] if seen != NULL else NULL
         if measure == MARGIN or measure == HINGE:
             packed = _margin_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                  n_table, measure == HINGE, &out[start])
+                                  n_table, measure == HINGE, &out[start], seen_b)
         elif measure == LOG_LOSS:
             packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                 n_table, LOG_LOSS, eps, sum_tol, &out[start])
+                                 n_table, LOG_LOSS, eps, sum_tol, &out[start], seen_b)
         elif measure == CONFIDENCE:
             packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                 n_table, CONFIDENCE, eps, sum_tol, &out[start])
+                                 n_table, CONFIDENCE, eps, sum_tol, &out[start], seen_b)
         else:
             packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
                             n_table, ENTROPY, eps, sum_tol, &out[start])
+            if seen_b != NULL:
+                seen_b[0] = _seen_bits(&y[start], stop - start, y_min, &table[0], n_table)
         n_label += packed & 0xFFFFF
         n_fin += (packed >> 20) & 0xFFFFF
         n_prob += packed >> 40
-        if seen != NULL:
-            seen[b] = _seen_bits(&y[start], stop - start, y_min, &table[0], n_table)
     counts[0] += n_label
     counts[1] += n_fin
     counts[2] += n_prob
@@ -301,7 +334,7 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
     if n == 0:
         return
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
+        for i in prange(n, schedule="dynamic", chunksize=4096, num_threads=n_threads):
             c = _column(y[i], y_min, &table[0], n_table)  # entropy too: labels are checked
             if c < 0:
                 n_label += 1

@@ -11,6 +11,18 @@ import refs_scoring
 from hnm import difficulty
 
 
+@pytest.fixture(params=["avx512", "16-byte vectors"])
+def kernel_path(request):
+    """Both margin kernels: AVX-512 (where the CPU has it) and the portable one."""
+    from hnm import _scoring
+
+    if request.param == "avx512" and not _scoring.AVX512_SUPPORTED:
+        pytest.skip("this CPU has no AVX-512")
+    before = _scoring.use_avx512(request.param == "avx512")
+    yield request.param
+    _scoring.use_avx512(before)
+
+
 def probabilities(n, C, dtype, seed):
     rng = np.random.default_rng(seed)
     P = rng.random((n, C)) ** 3
@@ -21,7 +33,7 @@ def probabilities(n, C, dtype, seed):
 @given(n=st.integers(0, 300), C=st.integers(2, 40),
        dtype=st.sampled_from([np.float32, np.float64]),
        measure=st.sampled_from(hnm.scoring.MEASURES), data=st.data())
-def test_matrix_scores_match_reference(n, C, dtype, measure, data):
+def test_matrix_scores_match_reference(n, C, dtype, measure, data, kernel_path):
     seed = data.draw(st.integers(0, 2**16))
     P = probabilities(n, C, dtype, seed)
     if data.draw(st.booleans()):
@@ -43,7 +55,7 @@ def test_matrix_scores_match_reference(n, C, dtype, measure, data):
 @given(n=st.integers(1, 200), C=st.integers(2, 40),
        dtype=st.sampled_from([np.float32, np.float64]),
        measure=st.sampled_from(["margin", "hinge"]), data=st.data())
-def test_margins_of_decision_values_any_width(n, C, dtype, measure, data):
+def test_margins_of_decision_values_any_width(n, C, dtype, measure, data, kernel_path):
     # every width the vectorised row scan handles differently: fewer columns than
     # lanes, exact multiples, an overlapping last vector; ties; one bad value anywhere
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
@@ -52,9 +64,15 @@ def test_margins_of_decision_values_any_width(n, C, dtype, measure, data):
     y = rng.integers(0, C, n)
     bad = data.draw(st.sampled_from([None, np.nan, np.inf, -np.inf]))
     if bad is not None:
-        D[rng.integers(n), rng.integers(C)] = bad
+        i, j = rng.integers(n), rng.integers(C)
+        D[i, j] = bad
         with pytest.raises(ValueError, match="NaN or infinity"):
             difficulty(y, D, measure=measure, labels=np.arange(C))
+        # the row with the bad value has an unknown label: that is what is reported
+        y_unknown = y.copy()
+        y_unknown[i] = C
+        with pytest.raises(ValueError, match="1 label"):
+            difficulty(y_unknown, D, measure=measure, labels=np.arange(C))
         return
     got = difficulty(y, D, measure=measure, labels=np.arange(C))
     tol = 1e-6 if dtype == np.float32 else 1e-12
