@@ -1,8 +1,9 @@
 """Exact float64 Euclidean nearest and farthest neighbours, searched in float32.
 
 Both run the blocked search (:func:`hnm.search_hard_pairs` for the nearest,
-:func:`hnm._farthest.search_farthest` for the farthest) in float32 for a few
-spare candidates, recompute those distances from the float64 differences, and
+:func:`hnm._farthest.search_farthest` for the farthest) in float32, on the rows
+less the candidates' mean (distances do not change, the rounding bound shrinks
+with the norms), for a few spare candidates, recompute those distances from the float64 differences, and
 prove row by row, from a bound on the search's rounding error, that no other
 candidate can rank before the k-th; rows without that proof are searched again
 in float64, then compared with every candidate directly. Inputs are not
@@ -61,24 +62,30 @@ def _exact_l2(queries, candidates, k, farthest, exclude_self, n_jobs, chunk_rows
     # 200,000 x 50, k=3: k + 8 took 1.78 s, k + 2 1.43 s, k + 1 re-searched 336 rows)
     k2 = min(k + 2, n_avail)
     n_threads = resolve_n_jobs(n_jobs)
-    q_norm = np.sqrt(np.einsum("ij,ij->i", Q, Q))
-    c_norm_max = np.sqrt(np.einsum("ij,ij->i", C, C).max()) if C.size else 0.0
+    # searched about the candidates' mean: the distances do not move, the norms
+    # shrink, and with them the GEMM form's cancellation and the rounding bound
+    # (far from the origin, e.g. unscaled features, rows would fail it)
+    centre = C.mean(axis=0) if n_c else np.zeros(dim)
+    C32, c_norm = _centred(C, centre, np.float32)
+    c_norm_max = c_norm.max() if n_c else 0.0
     dist = np.empty((n_q, k))
     idx = np.empty((n_q, k), dtype=np.intp)
     rows = np.arange(n_q)
     for dtype, unit in ((np.float32, 2.0**-24), (np.float64, 2.0**-53)):
         Qr = Q if rows.size == n_q else Q[rows]
-        Qd, Cd = Qr.astype(dtype, copy=False), C.astype(dtype, copy=False)
-        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2, from
-        # rounding the inputs, the two norms and the dot product; doubled for margin
-        # (farthest: the extra column of the turned search adds one term; quadrupled)
+        Qd, q_norm = _centred(Qr, centre, dtype)
+        Cd = C32 if dtype == np.float32 else _centred(C, centre, dtype)[0]
+        # |squared distance searched - exact| <= (dim + 4) unit (|q| + |c|)^2 (norms
+        # of the centred rows), from rounding the inputs, the two norms and the dot
+        # product; doubled for margin (farthest: the extra column of the turned
+        # search adds one term; quadrupled)
         if farthest:
             found = search_farthest(Qd, Cd, k2, metric="l2", n_jobs=n_jobs)
-            err = 4 * (dim + 5) * unit * (q_norm[rows] + c_norm_max) ** 2
+            err = 4 * (dim + 5) * unit * (q_norm + c_norm_max) ** 2
         else:
             found = search_hard_pairs(Qd, Cd, k2, metric="l2", n_jobs=n_jobs,
                                       exclude=rows if exclude_self else None)
-            err = 2 * (dim + 4) * unit * (q_norm[rows] + c_norm_max) ** 2
+            err = 2 * (dim + 4) * unit * (q_norm + c_norm_max) ** 2
         unproven = []
         for s in range(0, rows.size, chunk_rows):
             r = rows[s:s + chunk_rows]
@@ -116,3 +123,15 @@ def _exact_l2(queries, candidates, k, farthest, exclude_self, n_jobs, chunk_rows
         dist[r] = np.sqrt(np.take_along_axis(exact, order, axis=1))
         idx[r] = order
     return dist, idx
+
+
+def _centred(X, centre, dtype, chunk_rows=65536):
+    """(X - centre in dtype, the float64 norms of the rows of X - centre), a
+    chunk of rows at a time (no float64 copy of X)."""
+    out = np.empty(X.shape, dtype=dtype)
+    norms = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], chunk_rows):
+        d = X[s:s + chunk_rows] - centre
+        norms[s:s + chunk_rows] = np.sqrt(np.einsum("ij,ij->i", d, d))
+        out[s:s + chunk_rows] = d
+    return out, norms
