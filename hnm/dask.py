@@ -27,9 +27,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
                       "pip install '.[dask]' in the hnm checkout)") from exc
 
 from . import pairs as _pairs
-from . import retrieval as _retrieval
 from . import scoring as _scoring
 from ._nearest import _use_bf16, nearest
+from ._negatives import mine
 from ._ranking import check_k_band, merge_knn_results
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, _kernel_csr, _labels, _per_query,
                              _union_csr)
@@ -411,11 +411,9 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
         return _search(Q[rows], C, stop, metric, cap, exclusions, (None, None), split_every,
                        n_threads)
 
-    return _retrieval._mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
-                            absolute_margin=absolute_margin,
-                            relative_margin=relative_margin,
-                            duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
-                            max_score=max_score, min_score=min_score, sampling=sampling,
-                            simans=simans, easy_ratio=easy_ratio, exclude=exclude,
-                            output=output, metric=metric, random_state=random_state,
-                            query_offset=query_offset)
+    return mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
+                absolute_margin=absolute_margin, relative_margin=relative_margin,
+                duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
+                max_score=max_score, min_score=min_score, sampling=sampling, simans=simans,
+                easy_ratio=easy_ratio, exclude=exclude, output=output, metric=metric,
+                random_state=random_state, query_offset=query_offset)
