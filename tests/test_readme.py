@@ -9,7 +9,7 @@ How it works, so that README edits keep passing without touching this file:
   problem with 3,000 rows), ``X_test, y_test``, a fitted ``model``, its ``proba``
   on ``X_test`` and their margin difficulty ``d_test``, retrieval data
   (``queries``, ``positive_ids``, ``positives``, ``corpus.npy``), and
-  ``hard_negative_indices``, ``losses.npy``, ``y_dask``/``proba_dask`` for the
+  ``hard_indices``, ``losses.npy``, ``y_dask``/``proba_dask`` for the
   Dask block. See :func:`namespace`. No other names are provided.
 - The working directory is a fresh temporary directory holding the ``.npy``
   files; whatever a block writes stays there.
@@ -130,7 +130,7 @@ def namespace(tmp_path):
     d_test = hnm.difficulty(y_test, proba, labels=model.classes_)
     d_train = hnm.difficulty(y, model.predict_proba(X), labels=model.classes_)
     negatives = np.flatnonzero(y == 0)
-    hard_negative_indices = negatives[np.argsort(-d_train[negatives], kind="stable")[:60]]
+    hard_indices = negatives[np.argsort(-d_train[negatives], kind="stable")[:60]]
 
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((3000, 32)).astype(np.float32)
@@ -142,7 +142,7 @@ def namespace(tmp_path):
     np.save(tmp_path / "losses.npy", losses)
     ns = dict(X=X, y=y, X_test=X_test, y_test=y_test, model=model, proba=proba,
               d_test=d_test, queries=queries, positive_ids=positive_ids,
-              positives=positives, hard_negative_indices=hard_negative_indices,
+              positives=positives, hard_indices=hard_indices,
               losses=losses)
     try:
         import dask.array as da
