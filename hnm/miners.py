@@ -161,6 +161,9 @@ class _Ctx:
             raise TypeError(f"labels and ref_labels must hold labels of one comparable "
                             f"type; {exc}") from None
         self.n_labels = uniq.size
+        # the kernel's copies (fewer than 2**31 labels: at most one per row)
+        self.la32 = self.la.astype(np.int32)
+        self.lr32 = self.la32 if self.self_mode else self.lr.astype(np.int32)
         bs = check_int(block_size, "block_size", min_value=1, allow_none=True)
         self.block = bs or DEFAULT_BLOCK_SIZE
         self.inv_a, self.sq_a, self.zero_a = self._norms(E, "embeddings")
@@ -441,7 +444,7 @@ def _scan(ctx, mode, rules, state=(), rows=None):
         else:
             ids = rows[s:e]
             A = as_working(ctx.E[ids], ctx.dtype, "embeddings")
-        anchors = (ids, ctx.la[ids], ctx.inv_a[ids], ctx.sq_a[ids])
+        anchors = (ids, ctx.la32[ids], ctx.inv_a[ids], ctx.sq_a[ids])
         kinds = [(False, 0, 0.0, None) if r is None else
                  (True, _miners.OPS[r[0]], float(r[1]),
                   None if r[2] is None else np.ascontiguousarray(r[2][ids], dtype=ctx.dtype))
@@ -454,7 +457,7 @@ def _scan(ctx, mode, rules, state=(), rows=None):
         parts = ([], [])
         for c0, Rc in ctx.ref_chunks():
             c1 = c0 + Rc.shape[0]
-            refs = (c0, ctx.lr[c0:c1], ctx.inv_r[c0:c1], ctx.sq_r[c0:c1], ctx.self_mode, cosine)
+            refs = (c0, ctx.lr32[c0:c1], ctx.inv_r[c0:c1], ctx.sq_r[c0:c1], ctx.self_mode, cosine)
             res = _miners.scan(A, Rc, anchors, refs, kinds, _miners.MODES[mode], st,
                                ctx.n_threads)
             if emit:

@@ -22,10 +22,10 @@ self pair (same global id) is never of either kind in self mode. Modes:
   anchor's sorted chosen ranks ``chosen[ptr[i]:end[i]]`` (``ptr`` advances).
 """
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrt, INFINITY
+from libc.math cimport sqrt, sqrtf, INFINITY
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.string cimport memcpy
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 import numpy as np
@@ -63,26 +63,174 @@ cdef inline void _gemm(const floating* A, const floating* B, floating* T, int m,
         dgemm(&ta, &tb, &m, &n, &d, &one, <double*> A, &d, <double*> B, &d, &zero, T, &m)
 
 
-cdef inline floating _key(floating dot, floating ia, floating qa, floating ir, floating qr,
-                          bint cosine) noexcept nogil:
+cdef extern from *:
+    """
+    /* the key loops vectorise only if sqrt need not set errno (its argument is
+       never negative there) */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #pragma GCC optimize ("no-math-errno")
+    #endif
+    """
+
+
+cdef inline void _row_keys(floating* row, intp_t nb, floating ia, floating qa,
+                           const floating* ir, const floating* qr, bint cosine) noexcept nogil:
+    """A row of dot products becomes a row of keys, as :func:`_key` computes them."""
+    cdef intp_t j
+    cdef floating s, t
+    if cosine:
+        for j in range(nb):
+            s = row[j] * ia
+            row[j] = -(s * ir[j])
+        return
+    for j in range(nb):
+        s = row[j] * ia
+        s = s * ir[j]
+        t = s * <floating> -2.0
+        t = t + qa
+        t = t + qr[j]
+        t = t if t > 0 else <floating> 0
+        if floating is float32_t:
+            row[j] = sqrtf(t)
+        else:
+            row[j] = sqrt(t)
+
+
+cdef inline floating _sq(floating dot, floating ia, floating qa, floating ir,
+                         floating qr) noexcept nogil:
+    """The squared distance before its root, as :func:`_row_keys` computes it."""
     cdef floating s = dot * ia
     cdef floating t
     s = s * ir
-    if cosine:
-        return -s
     t = s * <floating> -2.0
     t = t + qa
     t = t + qr
-    if not (t > 0):
-        t = 0
-    return sqrt(t)
+    return t if t > 0 else <floating> 0
+
+
+cdef inline bint _root_passes(floating t, int op, floating off, floating thr) noexcept nogil:
+    cdef floating key
+    if floating is float32_t:
+        key = sqrtf(t)
+    else:
+        key = sqrt(t)
+    key = key + off
+    return key > thr if op == OP_GT else key < thr
+
+
+cdef inline floating _of_bits(int64_t b, floating like) noexcept nogil:
+    cdef uint32_t u32
+    cdef uint64_t u64
+    cdef float f
+    cdef double g
+    if floating is float32_t:
+        u32 = <uint32_t> b
+        memcpy(&f, &u32, 4)
+        return f
+    else:
+        u64 = <uint64_t> b
+        memcpy(&g, &u64, 8)
+        return g
+
+
+cdef inline floating _squared_bound(int op, floating off, floating thr) noexcept nogil:
+    """The Euclidean rule ``fl(sqrt(t)) + off op thr`` on the squared distance
+    ``t >= 0``, exactly: fl(sqrt) and the sum are monotone, so the passing t
+    are those >= the returned bound (op ">"; +inf: none) or <= it (op "<";
+    -inf: none). Found by bisection on the float's bits (non-negative floats
+    are ordered as their bits)."""
+    cdef int64_t lo = -1, mid
+    cdef int64_t hi = 0x7F800000 if floating is float32_t else 0x7FF0000000000000
+    cdef int64_t top = hi
+    if op == OP_GT:
+        # smallest passing bits in [0, top); hi = top means none
+        while hi - lo > 1:
+            mid = lo + (hi - lo) // 2
+            if _root_passes(_of_bits(mid, off), op, off, thr):
+                hi = mid
+            else:
+                lo = mid
+        return <floating> INFINITY if hi == top else _of_bits(hi, off)
+    # largest passing bits in [0, top); lo = -1 means none
+    hi = top
+    while hi - lo > 1:
+        mid = lo + (hi - lo) // 2
+        if _root_passes(_of_bits(mid, off), op, off, thr):
+            lo = mid
+        else:
+            hi = mid
+    return -<floating> INFINITY if lo == -1 else _of_bits(lo, off)
+
+
+cdef inline void _flags_l2(const floating* row, intp_t nb, floating ia, floating qa,
+                           const floating* ir, const floating* qr, const int32_t* lr,
+                           int32_t lab, floating g0, floating b0, floating g1, floating b1,
+                           unsigned char* flags) noexcept nogil:
+    """flags[j] = g * t >= b for the pair's kind (t the squared distance)."""
+    cdef intp_t j
+    cdef floating t
+    cdef bint same
+    for j in range(nb):
+        t = _sq(row[j], ia, qa, ir[j], qr[j])
+        same = lr[j] == lab
+        flags[j] = t * (g0 if same else g1) >= (b0 if same else b1)
+
+
+cdef inline void _flags_cos(const floating* row, intp_t nb, floating ia, const floating* ir,
+                            const int32_t* lr, int32_t lab, floating s0, floating o0,
+                            floating t0, floating s1, floating o1, floating t1,
+                            unsigned char* flags) noexcept nogil:
+    """flags[j] = sgn * (key + off) > sgn * thr for the pair's kind (key = -s)."""
+    cdef intp_t j
+    cdef floating v, s
+    cdef bint same
+    for j in range(nb):
+        s = row[j] * ia
+        s = s * ir[j]
+        same = lr[j] == lab
+        v = -s + (o0 if same else o1)
+        v = v * (s0 if same else s1)
+        flags[j] = v > (t0 if same else t1)
+
+
+cdef inline void _row_bounds(const floating* row, intp_t nb, floating ia, floating qa,
+                             const floating* ir, const floating* qr, bint cosine,
+                             const int32_t* lr, int32_t lab, intp_t me, floating* bmax,
+                             floating* bmin) noexcept nogil:
+    """The largest same-label key (``me``, the anchor itself, left out) and the
+    smallest different-label key of a row of dot products, into the running
+    bounds (Euclidean: over squared distances, rooted once: the root is monotone)."""
+    cdef intp_t j
+    cdef floating hi = -<floating> INFINITY, lo = <floating> INFINITY, v
+    for j in range(nb):
+        if cosine:
+            v = row[j] * ia
+            v = -(v * ir[j])
+        else:
+            v = _sq(row[j], ia, qa, ir[j], qr[j])
+        if lr[j] == lab:
+            if j != me and v > hi:
+                hi = v
+        elif v < lo:
+            lo = v
+    if not cosine:
+        if floating is float32_t:
+            hi = sqrtf(hi) if hi >= 0 else hi
+            lo = sqrtf(lo)
+        else:
+            hi = sqrt(hi) if hi >= 0 else hi
+            lo = sqrt(lo)
+    if hi > bmax[0]:
+        bmax[0] = hi
+    if lo < bmin[0]:
+        bmin[0] = lo
 
 
 def keys_tile(const floating[:, ::1] A, const floating[::1] inv_a, const floating[::1] sq_a,
               const floating[:, ::1] R, const floating[::1] inv_r, const floating[::1] sq_r,
               bint cosine, floating[:, ::1] out, int n_threads):
     """``out`` (len(A) x len(R)) = the keys of every pair, rows in parallel."""
-    cdef intp_t m = A.shape[0], n = R.shape[0], i, j, b
+    cdef intp_t m = A.shape[0], n = R.shape[0], i, b
     cdef int d = <int> A.shape[1]
     cdef intp_t n_blocks = (m + BM - 1) // BM
     cdef intp_t i0, i1
@@ -96,8 +244,7 @@ def keys_tile(const floating[:, ::1] A, const floating[::1] inv_a, const floatin
             i1 = i0 + BM if i0 + BM < m else m
             _gemm(&R[0, 0], &A[i0, 0], &out[i0, 0], <int> n, <int> (i1 - i0), d)
             for i in range(i0, i1):
-                for j in range(n):
-                    out[i, j] = _key(out[i, j], inv_a[i], sq_a[i], inv_r[j], sq_r[j], cosine)
+                _row_keys(&out[i, 0], n, inv_a[i], sq_a[i], &inv_r[0], &sq_r[0], cosine)
 
 
 cdef struct Buf:
@@ -154,11 +301,11 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     ids)`` for EMIT and SELECT, else None.
     """
     cdef const intp_t[::1] aid = anchors[0]
-    cdef const intp_t[::1] la = anchors[1]
+    cdef const int32_t[::1] la = anchors[1]
     cdef const floating[::1] inv_a = anchors[2]
     cdef const floating[::1] sq_a = anchors[3]
     cdef intp_t c0 = refs[0]
-    cdef const intp_t[::1] lr = refs[1]
+    cdef const int32_t[::1] lr = refs[1]
     cdef const floating[::1] inv_r = refs[2]
     cdef const floating[::1] sq_r = refs[3]
     cdef bint self_mode = refs[4]
@@ -243,6 +390,14 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     cdef int32_t* blk_rows = NULL
     cdef intp_t* blk_n = NULL
     cdef floating* work = <floating*> malloc(n_threads * BM * BN * sizeof(floating))
+    cdef unsigned char* flag_work = <unsigned char*> malloc(n_threads * BN)
+    cdef floating* bnd_work = <floating*> malloc(n_threads * 2 * BM * sizeof(floating))
+    cdef floating* bnd
+    cdef unsigned char* flags
+    cdef uint64_t word
+    cdef floating sg[2]
+    cdef floating of[2]
+    cdef floating st[2]
     cdef Buf* bufs = <Buf*> calloc(2 * n_threads, sizeof(Buf))
     cdef int fail_flag = 0
     cdef int* failed = &fail_flag  # shared by the threads (a plain int would be private)
@@ -252,14 +407,15 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
         blk_n = <intp_t*> calloc(2 * n_blocks, sizeof(intp_t))
         if blk_col == NULL or blk_rows == NULL or blk_n == NULL:
             failed[0] = 1
-    if work == NULL or bufs == NULL:
+    if work == NULL or bufs == NULL or flag_work == NULL or bnd_work == NULL:
         failed[0] = 1
     cdef intp_t b, i0, i1, ii, jb, j0, j1, nb, jj, gi, t, r
     cdef int tid
     cdef floating* T
     cdef floating* row
     cdef floating key, v, ia, qa, th, best_max, best_min
-    cdef intp_t lab, me, gj
+    cdef int32_t lab
+    cdef intp_t me, gj
     cdef bint same, hit
     cdef Buf* buf
     cdef int32_t* outc
@@ -272,6 +428,8 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
             for b in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
                 tid = threadid()
                 T = work + tid * BM * BN
+                flags = flag_work + tid * BN
+                bnd = bnd_work + tid * 2 * BM
                 i0 = b * BM
                 i1 = i0 + BM if i0 + BM < m else m
                 for jb in range(n_tiles):
@@ -284,34 +442,54 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
                     for ii in range(i1 - i0):
                         gi = i0 + ii
                         lab = la[gi]
-                        ia = inv_a[gi]
-                        qa = sq_a[gi]
                         me = aid[gi] - c0  # the anchor's own id among R's rows
                         row = T + ii * nb
                         if mode == BOUNDS:
-                            best_max = p_max[gi]
-                            best_min = p_min[gi]
-                        for jj in range(nb):
+                            _row_bounds(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0],
+                                        cosine, &lr[j0], lab, me - j0 if self_mode else -1,
+                                        &p_max[gi], &p_min[gi])
+                            continue
+                        if cosine:
+                            # per kind: keep sgn * (key + off) > sgn * thr (sgn -1 for
+                            # "<": negation is exact); a kind that is off never passes
+                            for k in range(2):
+                                sg[k] = 1 if rule[k].op == OP_GT else -1
+                                of[k] = <floating> rule[k].off
+                                st[k] = sg[k] * (<const floating*> rule[k].thr)[gi] \
+                                    if rule[k].on else <floating> INFINITY
+                            _flags_cos(row, nb, inv_a[gi], &inv_r[j0], &lr[j0], lab, sg[0],
+                                       of[0], st[0], sg[1], of[1], st[1], flags)
+                        else:
+                            # the rule as a bound on the squared distance, per anchor
+                            if jb == 0:
+                                for k in range(2):
+                                    sg[k] = 1 if rule[k].op == OP_GT else -1
+                                    st[k] = <floating> INFINITY
+                                    if rule[k].on:
+                                        st[k] = sg[k] * _squared_bound(
+                                            rule[k].op, <floating> rule[k].off,
+                                            (<const floating*> rule[k].thr)[gi])
+                                    bnd[2 * ii + k] = st[k]
+                            _flags_l2(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0],
+                                      &lr[j0], lab, 1 if rule[0].op == OP_GT else -1,
+                                      bnd[2 * ii], 1 if rule[1].op == OP_GT else -1,
+                                      bnd[2 * ii + 1], flags)
+                        jj = 0
+                        while jj < nb:
+                            if jj + 8 <= nb:
+                                memcpy(&word, flags + jj, 8)
+                                if word == 0:
+                                    jj = jj + 8
+                                    continue
+                            if not flags[jj]:
+                                jj = jj + 1
+                                continue
                             gj = j0 + jj
+                            jj = jj + 1
                             same = lr[gj] == lab
                             if same and self_mode and gj == me:
                                 continue
                             k = 0 if same else 1
-                            if not rule[k].on:
-                                continue
-                            key = _key(row[jj], ia, qa, inv_r[gj], sq_r[gj], cosine)
-                            if mode == BOUNDS:
-                                if same:
-                                    if key > best_max:
-                                        best_max = key
-                                elif key < best_min:
-                                    best_min = key
-                                continue
-                            v = key + <floating> rule[k].off
-                            th = (<const floating*> rule[k].thr)[gi]
-                            hit = (v > th) if rule[k].op == OP_GT else (v < th)
-                            if not hit:
-                                continue
                             if mode == COUNT:
                                 p_cnt[k][gi] += 1
                                 continue
@@ -324,9 +502,6 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
                                 sel[k].ptr[gi] = pp + 1
                             if _push(&bufs[2 * tid + k], <int32_t> ii, <int32_t> gj) != 0:
                                 failed[0] = 1
-                        if mode == BOUNDS:
-                            p_max[gi] = best_max
-                            p_min[gi] = best_min
                 if emit and not failed[0]:
                     # counting sort of the block's pairs by row (stable: columns
                     # stay ascending within a row)
@@ -370,6 +545,8 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     free(blk_n)
     free(bufs)
     free(work)
+    free(flag_work)
+    free(bnd_work)
     if failed[0]:
         raise MemoryError("hnm.miners: out of memory for the mined pairs")
     return res
