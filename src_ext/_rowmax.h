@@ -406,4 +406,85 @@ static int hnm_rowmax_init(void) { return 0; }
 
 #endif
 
+/* Streaming top-k screen: the first j in [0, n) whose key (x[j] if largest, else
+ * -x[j]) is >= thr, or is NaN (which the caller counts); n if none. Once a heap is
+ * full almost no value passes, so this is one vectorised read of the scores. */
+#define HNM_FIRST_HIT_PORTABLE(T, NAME)                                           \
+static inline Py_ssize_t NAME(const T *x, Py_ssize_t n, T thr, int largest) {    \
+    Py_ssize_t i = 0;                                                           \
+    T s = largest ? (T) 1 : (T) -1;                                             \
+    while (i < n) {                                                             \
+        Py_ssize_t end = i + 64 <= n ? i + 64 : n;                              \
+        int hit = 0;                                                            \
+        for (Py_ssize_t j = i; j < end; j++) hit |= !(s * x[j] < thr);          \
+        if (hit)                                                                \
+            for (Py_ssize_t j = i; j < end; j++)                                \
+                if (!(s * x[j] < thr)) return j;                                \
+        i = end;                                                                \
+    }                                                                           \
+    return n;                                                                   \
+}
+
+HNM_FIRST_HIT_PORTABLE(float, hnm_first_hit_portable_f32)
+HNM_FIRST_HIT_PORTABLE(double, hnm_first_hit_portable_f64)
+
+#ifdef HNM_HAVE_AVX512
+/* 64 bytes x 4 per step; the predicate !(key < thr) as one unordered compare:
+ * x !< thr (largest) or x !> -thr (smallest), true for NaN. */
+#define HNM_FIRST_HIT_AVX512(T, VT, L, LOAD, SET1, CMP, MASKT, NAME)                \
+HNM_AVX512_TARGET                                                                   \
+static Py_ssize_t NAME(const T *x, Py_ssize_t n, T thr, int largest) {             \
+    const VT t = SET1(largest ? thr : -thr);                                        \
+    const int pred = largest ? _CMP_NLT_UQ : _CMP_NGT_UQ;                            \
+    Py_ssize_t i = 0;                                                               \
+    if (pred == _CMP_NLT_UQ) {                                                      \
+        for (; i + 4 * L <= n; i += 4 * L) {                                        \
+            _mm_prefetch((const char *) (x + i + 2048 / sizeof(T)), _MM_HINT_T0);   \
+            _mm_prefetch((const char *) (x + i + 2048 / sizeof(T) + L), _MM_HINT_T0); \
+            MASKT m = CMP(LOAD(x + i), t, _CMP_NLT_UQ)                              \
+                    | CMP(LOAD(x + i + L), t, _CMP_NLT_UQ)                          \
+                    | CMP(LOAD(x + i + 2 * L), t, _CMP_NLT_UQ)                      \
+                    | CMP(LOAD(x + i + 3 * L), t, _CMP_NLT_UQ);                     \
+            if (m) break;                                                           \
+        }                                                                           \
+    } else {                                                                        \
+        for (; i + 4 * L <= n; i += 4 * L) {                                        \
+            _mm_prefetch((const char *) (x + i + 2048 / sizeof(T)), _MM_HINT_T0);   \
+            _mm_prefetch((const char *) (x + i + 2048 / sizeof(T) + L), _MM_HINT_T0); \
+            MASKT m = CMP(LOAD(x + i), t, _CMP_NGT_UQ)                              \
+                    | CMP(LOAD(x + i + L), t, _CMP_NGT_UQ)                          \
+                    | CMP(LOAD(x + i + 2 * L), t, _CMP_NGT_UQ)                      \
+                    | CMP(LOAD(x + i + 3 * L), t, _CMP_NGT_UQ);                     \
+            if (m) break;                                                           \
+        }                                                                           \
+    }                                                                               \
+    T s = largest ? (T) 1 : (T) -1;                                                 \
+    for (; i < n; i++)                                                              \
+        if (!(s * x[i] < thr)) return i;                                            \
+    return n;                                                                       \
+}
+
+#define HNM_LOADU_PS(p) _mm512_loadu_ps(p)
+#define HNM_LOADU_PD(p) _mm512_loadu_pd(p)
+HNM_FIRST_HIT_AVX512(float, __m512, 16, HNM_LOADU_PS, _mm512_set1_ps, _mm512_cmp_ps_mask,
+                     __mmask16, hnm_first_hit_avx512_f32)
+HNM_FIRST_HIT_AVX512(double, __m512d, 8, HNM_LOADU_PD, _mm512_set1_pd, _mm512_cmp_pd_mask,
+                     __mmask8, hnm_first_hit_avx512_f64)
+
+static inline Py_ssize_t hnm_first_hit_f32(const float *x, Py_ssize_t n, float thr,
+                                           int largest) {
+    if (hnm_rowmax_avx512) return hnm_first_hit_avx512_f32(x, n, thr, largest);
+    return hnm_first_hit_portable_f32(x, n, thr, largest);
+}
+
+static inline Py_ssize_t hnm_first_hit_f64(const double *x, Py_ssize_t n, double thr,
+                                           int largest) {
+    if (hnm_rowmax_avx512) return hnm_first_hit_avx512_f64(x, n, thr, largest);
+    return hnm_first_hit_portable_f64(x, n, thr, largest);
+}
+#else
+#define hnm_first_hit_f32 hnm_first_hit_portable_f32
+#define hnm_first_hit_f64 hnm_first_hit_portable_f64
+#endif
+
 #endif

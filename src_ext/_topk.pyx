@@ -11,19 +11,41 @@ from cython.parallel cimport prange, threadid
 from _typedefs cimport intp_t, floating
 from _heap cimport heap_better, heap_push, heap_sort
 
-cdef enum:
-    # Values are screened in blocks: one vectorisable pass decides whether any
-    # value of the block can enter the heap; only then is the block walked
-    # element by element. Once the heap is full almost every block is skipped.
-    BLOCK = 64
+cdef extern from "_rowmax.h" nogil:
+    int hnm_rowmax_avx512
+    int hnm_rowmax_init()
+    intp_t hnm_first_hit_f32(const float* x, intp_t n, float thr, int largest)
+    intp_t hnm_first_hit_f64(const double* x, intp_t n, double thr, int largest)
+
+AVX512_SUPPORTED = hnm_rowmax_init() != 0
+
+
+def use_avx512(on=None):
+    """Whether the AVX-512 screen runs: ``None`` only reports it; True turns it
+    on where the CPU has AVX-512, False off (the portable screen; for tests of
+    both paths). Returns the previous state."""
+    global hnm_rowmax_avx512
+    before = hnm_rowmax_avx512 != 0
+    if on is not None:
+        hnm_rowmax_avx512 = 1 if (on and AVX512_SUPPORTED) else 0
+    return before
+
+
+cdef inline intp_t _first_hit(const floating* x, intp_t n, floating thr,
+                              floating sign) noexcept nogil:
+    """First i < n whose key sign * x[i] is >= thr or NaN (n if none): the screen
+    (_rowmax.h), one vectorised read while nothing can enter the heap."""
+    if floating is float:
+        return hnm_first_hit_f32(x, n, thr, sign > 0)
+    else:
+        return hnm_first_hit_f64(x, n, thr, sign > 0)
 
 
 cdef intp_t _scan(const floating* x, intp_t n, intp_t offset, floating sign,
                   floating* keys, intp_t* idx, intp_t* size, intp_t k) noexcept nogil:
     """Offer sign * x[0:n] (global indices offset + i) to a heap; return the NaN count."""
-    cdef intp_t i = 0, j, end, n_nan = 0
+    cdef intp_t i = 0, n_nan = 0
     cdef floating v, thr
-    cdef int hit
     while i < n and size[0] < k:
         v = sign * x[i]
         if v != v:
@@ -32,23 +54,19 @@ cdef intp_t _scan(const floating* x, intp_t n, intp_t offset, floating sign,
             heap_push(keys, idx, size, k, v, offset + i)
         i += 1
     while i < n:
-        end = i + BLOCK if i + BLOCK <= n else n
+        # the next value that passes the screen: NaN (unordered compare) or a key
+        # >= the root, ties included (they may still win on a smaller index)
         thr = keys[0]
-        hit = 0
-        for j in range(i, end):
-            # true for NaN too (unordered compare), and for ties with the root,
-            # which may still win on a smaller index
-            hit |= not (sign * x[j] < thr)
-        if hit:
-            for j in range(i, end):
-                v = sign * x[j]
-                if v >= thr:
-                    if heap_better(v, offset + j, keys[0], idx[0]):
-                        heap_push(keys, idx, size, k, v, offset + j)
-                        thr = keys[0]
-                elif v != v:
-                    n_nan += 1
-        i = end
+        i += _first_hit(&x[i], n - i, thr, sign)
+        if i >= n:
+            break
+        v = sign * x[i]
+        if v >= thr:
+            if heap_better(v, offset + i, keys[0], idx[0]):
+                heap_push(keys, idx, size, k, v, offset + i)
+        else:
+            n_nan += 1
+        i += 1
     return n_nan
 
 
@@ -72,7 +90,9 @@ def topk_flat_update(const floating[::1] x, intp_t offset, floating sign,
         return 0
     n_chunks = (n + chunk_size - 1) // chunk_size
     with nogil:
-        for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+        # dynamic: a thread the OS preempts on a busy machine leaves its chunks to
+        # the others (the merged result does not depend on who scanned what)
+        for c in prange(n_chunks, schedule="dynamic", num_threads=n_threads):
             tid = threadid()
             start = c * chunk_size
             stop = start + chunk_size
@@ -99,7 +119,7 @@ def topk_rows(const floating[:, ::1] x, floating sign, floating[:, ::1] keys,
     if n_rows == 0 or n_cols == 0 or k == 0:
         return 0
     with nogil:
-        for r in prange(n_rows, schedule="static", num_threads=n_threads):
+        for r in prange(n_rows, schedule="dynamic", num_threads=n_threads):
             counts[r] = 0
             n_nan += _scan(&x[r, 0], n_cols, 0, sign, &keys[r, 0], &idx[r, 0],
                            &counts[r], k)
