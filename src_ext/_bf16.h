@@ -20,27 +20,8 @@
 #define HNM_BF16_H
 
 #include <stdint.h>
-#include <string.h>
 #include <math.h>
 #include <stddef.h>
-
-/* Round float to bfloat16, nearest even; NaN stays a (quiet) NaN. */
-static inline uint32_t hnm_f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (u >> 16) | 0x40u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return u >> 16;
-}
-
-static inline double hnm_bf2d(uint32_t h) {
-    uint32_t u = h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return (double)f;
-}
-
 
 #if defined(__x86_64__) && defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 11)
 #define HNM_HAVE_BF16 1
@@ -61,8 +42,8 @@ static int hnm_bf16_supported(void) {
         ACC1 = _mm512_fmadd_pd(hi_, hi_, ACC1);                                   \
     } while (0)
 
-/* Rows x[r * ldx .. + d] (r < n) rounded to bfloat16 (nearest even, as
- * hnm_f2bf for finite values) and packed into pairs, row-major: W[r * ldw + p]
+/* Rows x[r * ldx .. + d] (r < n) rounded to bfloat16 (nearest even for
+ * finite values) and packed into pairs, row-major: W[r * ldw + p]
  * for p < ceil(d / 2). err[r] = |x - x'|, tnorm[r] = |x'|, rounded up. The
  * residual x - x' is exact in float; squares are summed in double. */
 HNM_BF16_TARGET

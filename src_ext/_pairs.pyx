@@ -131,14 +131,83 @@ cdef inline void _screen_flags(const floating* dots, const floating* cs, intp_t 
         flags[i] = 0
 
 
-cdef struct Rescore:
-    # the reduced-precision screen of one query against one block of candidates
-    bint approx          # dots are approximations: screen with delta, rescore walks
-    double delta         # bound on |approximate - true dot product|
-    const void* q        # the query's row (the input dtype)
-    const void* c        # the block's first candidate row, row-major
+cdef struct Block:
+    # one block of candidates, as each query of a tile meets it
+    int metric
+    intp_t c0              # global id of its first candidate
+    intp_t nb              # its number of candidates
+    const void* scale      # its candidate scales (floating*)
+    double scale_max       # their largest (a floating value: exact in double)
+    const intp_t* labels   # its candidate labels, NULL: no label filter
+    const void* rows       # its first candidate row, row-major (the rescore's input)
     intp_t d
-    intp_t* rescored     # this thread's count of rescored scores
+
+
+cdef struct Filters:
+    # what one query may not take; every filter is checked in _dropped (ids) or
+    # _walk (keys), so that a new one touches this struct, _query and that check
+    double cap             # keys above it are dropped (max_score; a floating value)
+    intp_t self_id         # the query's own id (exclude_self), -1: none
+    const intp_t* ex       # sorted excluded ids ex[ex_lo:ex_hi]
+    intp_t ex_lo
+    intp_t ex_hi
+    intp_t label           # the query's label, -1: no label filter
+
+
+cdef struct Heap:
+    # one query's bounded heap of its k best (key, id) pairs (see _heap.pxd)
+    void* keys             # floating*
+    intp_t* idx
+    intp_t* size
+    intp_t k
+
+
+cdef struct Query:
+    # one query's state against a block
+    double scale           # its scale (a floating value: exact in double)
+    const void* row        # its row (the rescore's input)
+    double delta           # bfloat16 screen: bound on |approximate - true dot|
+    intp_t* rescored       # bfloat16 screen: this thread's count of rescored scores
+    Filters f
+    Heap h
+
+
+cdef inline Block _block(int metric, intp_t c0, intp_t nb, const void* scale,
+                         double scale_max, const intp_t* labels, const void* rows,
+                         intp_t d) noexcept nogil:
+    # built by value: prange privatises assigned variables, not assigned fields
+    cdef Block b
+    b.metric = metric
+    b.c0 = c0
+    b.nb = nb
+    b.scale = scale
+    b.scale_max = scale_max
+    b.labels = labels
+    b.rows = rows
+    b.d = d
+    return b
+
+
+cdef inline Query _query(double scale, const void* row, double delta, intp_t* rescored,
+                         double cap, intp_t self_id, const intp_t* ex, intp_t ex_lo,
+                         intp_t ex_hi, intp_t label, void* keys, intp_t* idx, intp_t* size,
+                         intp_t k) noexcept nogil:
+    cdef Query q
+    q.scale = scale
+    q.row = row
+    q.delta = delta
+    q.rescored = rescored
+    q.f.cap = cap
+    q.f.self_id = self_id
+    q.f.ex = ex
+    q.f.ex_lo = ex_lo
+    q.f.ex_hi = ex_hi
+    q.f.label = label
+    q.h.keys = keys
+    q.h.idx = idx
+    q.h.size = size
+    q.h.k = k
+    return q
 
 
 cdef inline double _delta(const double[:, ::1] q_bounds, intp_t i, double ec_max,
@@ -156,42 +225,37 @@ cdef inline double _form_delta(int metric, double delta, double cs_max) noexcept
     return delta * cs_max if metric == COSINE else delta
 
 
-cdef inline Rescore _rescore_state(bint approx, double delta, const void* q, const void* c,
-                                   intp_t d, intp_t* rescored) noexcept nogil:
-    cdef Rescore rs
-    rs.approx = approx
-    rs.delta = delta
-    rs.q = q
-    rs.c = c
-    rs.d = d
-    rs.rescored = rescored
-    return rs
+cdef inline bint _screens(const Block* b, const Query* q) noexcept nogil:
+    """Is the query's heap full, so that its root can screen scores? (A zero
+    cosine query scores 0 everywhere: its screened form says nothing.)"""
+    return q.h.size[0] == q.h.k and not (b.metric == COSINE and q.scale == 0)
 
 
-cdef inline void _rescore(floating* dots, intp_t j, intp_t end, const Rescore* rs) noexcept nogil:
-    """dots[j:end] = the exact dot products, summed in double."""
-    cdef const floating* q = <const floating*> rs.q
-    cdef const floating* c
-    cdef intp_t jj, t
-    cdef double s
-    rs.rescored[0] += end - j
-    for jj in range(j, end):
-        c = <const floating*> rs.c + jj * rs.d
-        s = 0
-        for t in range(rs.d):
-            s = s + <double> q[t] * <double> c[t]
-        dots[jj] = <floating> s
+cdef inline void _rescore(floating* dots, intp_t jj, const Block* b, const Query* q) noexcept nogil:
+    """dots[jj] = the exact dot product, summed in double."""
+    cdef const floating* x = <const floating*> q.row
+    cdef const floating* c = <const floating*> b.rows + jj * b.d
+    cdef intp_t t
+    cdef double s = 0
+    q.rescored[0] += 1
+    for t in range(b.d):
+        s = s + <double> x[t] * <double> c[t]
+    dots[jj] = <floating> s
 
 
-cdef inline intp_t _screen_row(floating* dots, intp_t nb, intp_t c0, intp_t qi,
-                               int metric, floating qs, const floating* cs,
-                               floating cs_max, floating cap, const intp_t* ex,
-                               intp_t ex_lo, intp_t ex_hi, bint exclude_self,
-                               intp_t q_label, const intp_t* c_labels, floating* keys,
-                               intp_t* idx, intp_t* size, intp_t k,
-                               const Rescore* rs) noexcept nogil:
-    """Offer one query's scores against nb candidates (global ids c0 + j) to its
-    heap; return the number of NaN scores.
+cdef inline bint _dropped(const Block* b, const Filters* f, intp_t jj, intp_t gj) noexcept nogil:
+    """Is candidate jj of the block (global id gj) one the query may not take:
+    itself, an excluded id, or one of its label?"""
+    if gj == f.self_id:
+        return True
+    if f.ex_hi > f.ex_lo and _excluded(gj, f.ex, f.ex_lo, f.ex_hi):
+        return True
+    return f.label >= 0 and b.labels[jj] == f.label
+
+
+cdef inline intp_t _screen_row(floating* dots, const Block* b, Query* q) noexcept nogil:
+    """Offer one query's scores against the block's candidates to its heap;
+    return the number of NaN scores.
 
     Once the heap is full, scores are only walked where the screen lets one
     through. The screened forms differ from the keys only by rounding, and the
@@ -199,18 +263,19 @@ cdef inline intp_t _screen_row(floating* dots, intp_t nb, intp_t c0, intp_t qi,
     that could enter (it is conservative, not exact). A threshold computed from
     an older heap root stays conservative: the root only rises.
     """
-    cdef intp_t j, end, w, b, jj
+    cdef intp_t j, end, w, bit, nb = b.nb
     cdef intp_t n_nan = 0
+    cdef int metric = b.metric
+    cdef const floating* cs = <const floating*> b.scale
     cdef floating t
     cdef uint64_t words[SCREEN_WORDS]
     cdef unsigned char* flags = <unsigned char*> words
     j = 0
     while j < nb:
         end = j + SCREEN if j + SCREEN < nb else nb
-        if size[0] == k and not (metric == COSINE and qs == 0):
-            t = _screen_threshold(metric, keys[0], qs, cs_max)
-            if rs.approx:
-                t = t - (rs.delta * cs_max if metric == COSINE else rs.delta)
+        if _screens(b, q):
+            t = _screen_threshold(metric, (<floating*> q.h.keys)[0], <floating> q.scale,
+                                  <floating> b.scale_max)
             if not _screen_hit(dots, cs, j, end, metric, t):
                 j = end
                 continue
@@ -218,36 +283,25 @@ cdef inline intp_t _screen_row(floating* dots, intp_t nb, intp_t c0, intp_t qi,
             for w in range(SCREEN_WORDS):
                 if words[w] == 0:
                     continue
-                for b in range(w * 8, w * 8 + 8):
-                    if flags[b]:
-                        jj = j + b
-                        if rs.approx:
-                            _rescore(dots, jj, jj + 1, rs)
-                        n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex,
-                                       ex_lo, ex_hi, exclude_self, q_label, c_labels, keys,
-                                       idx, size, k)
+                for bit in range(w * 8, w * 8 + 8):
+                    if flags[bit]:
+                        n_nan += _walk(dots, j + bit, j + bit + 1, b, q)
         else:
-            if rs.approx:
-                _rescore(dots, j, end, rs)
-            n_nan += _walk(dots, j, end, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
-                           exclude_self, q_label, c_labels, keys, idx, size, k)
+            n_nan += _walk(dots, j, end, b, q)
         j = end
     return n_nan
 
 
-cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, intp_t nb,
-                                  intp_t c0, intp_t qi, int metric, floating qs,
-                                  const floating* cs, floating cs_max, floating cap,
-                                  const intp_t* ex, intp_t ex_lo, intp_t ex_hi,
-                                  bint exclude_self, intp_t q_label,
-                                  const intp_t* c_labels, floating* keys, intp_t* idx,
-                                  intp_t* size, intp_t k, const Rescore* rs) noexcept nogil:
+cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, const Block* b,
+                                  Query* q) noexcept nogil:
     """As _screen_row for approximate dots already screened by the micro-kernel:
     only the candidates whose bit is set in ``masks`` (one word per 32) are
     screened again against the current heap root, and rescored and walked if
     they pass. Returns the number of NaN scores."""
-    cdef intp_t g, jj, ng = (nb + 31) // 32
+    cdef intp_t g, jj, ng = (b.nb + 31) // 32
     cdef intp_t n_nan = 0
+    cdef int metric = b.metric
+    cdef const floating* cs = <const floating*> b.scale
     cdef uint32_t w
     cdef floating t, f
     for g in range(ng):
@@ -255,9 +309,10 @@ cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, intp_t 
         while w:
             jj = g * 32 + __builtin_ctz(w)
             w = w & (w - 1)
-            if size[0] == k and not (metric == COSINE and qs == 0):
-                t = _screen_threshold(metric, keys[0], qs, cs_max)
-                t = t - <floating> _form_delta(metric, rs.delta, cs_max)
+            if _screens(b, q):
+                t = _screen_threshold(metric, (<floating*> q.h.keys)[0], <floating> q.scale,
+                                      <floating> b.scale_max)
+                t = t - <floating> _form_delta(metric, q.delta, <floating> b.scale_max)
                 if metric == IP:
                     f = dots[jj]
                 elif metric == COSINE:
@@ -266,26 +321,25 @@ cdef inline intp_t _screen_masked(floating* dots, const uint32_t* masks, intp_t 
                     f = dots[jj] - cs[jj]
                 if f < t:
                     continue
-            # the cheap filters before the rescore (a labelled search meets many
+            # the filters before the rescore (a labelled search meets many
             # same-label neighbours above the root of its different-label heap)
-            if q_label >= 0 and c_labels[jj] == q_label:
+            if _dropped(b, &q.f, jj, b.c0 + jj):
                 continue
-            if exclude_self and c0 + jj == qi:
-                continue
-            _rescore(dots, jj, jj + 1, rs)
-            n_nan += _walk(dots, jj, jj + 1, c0, qi, metric, qs, cs, cap, ex, ex_lo, ex_hi,
-                           exclude_self, q_label, c_labels, keys, idx, size, k)
+            _rescore(dots, jj, b, q)
+            n_nan += _walk(dots, jj, jj + 1, b, q)
     return n_nan
 
 
-cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, intp_t qi,
-                         int metric, floating qs, const floating* cs, floating cap,
-                         const intp_t* ex, intp_t ex_lo, intp_t ex_hi, bint exclude_self,
-                         intp_t q_label, const intp_t* c_labels, floating* keys,
-                         intp_t* idx, intp_t* size, intp_t k) noexcept nogil:
+cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, const Block* b,
+                         Query* q) noexcept nogil:
     """Offer the scores [j, end) one by one; return the number of NaN scores."""
     cdef intp_t jj, gj
     cdef intp_t n_nan = 0
+    cdef int metric = b.metric
+    cdef const floating* cs = <const floating*> b.scale
+    cdef floating qs = <floating> q.scale
+    cdef floating cap = <floating> q.f.cap
+    cdef floating* keys = <floating*> q.h.keys
     cdef floating key, d
     for jj in range(j, end):
         if metric == IP:
@@ -301,16 +355,12 @@ cdef inline intp_t _walk(const floating* dots, intp_t j, intp_t end, intp_t c0, 
             continue
         if key > cap:
             continue
-        gj = c0 + jj
-        if size[0] == k and not heap_better(key, gj, keys[0], idx[0]):
+        gj = b.c0 + jj
+        if q.h.size[0] == q.h.k and not heap_better(key, gj, keys[0], q.h.idx[0]):
             continue
-        if exclude_self and gj == qi:
+        if _dropped(b, &q.f, jj, gj):
             continue
-        if ex_hi > ex_lo and _excluded(gj, ex, ex_lo, ex_hi):
-            continue
-        if q_label >= 0 and c_labels[jj] == q_label:
-            continue
-        heap_push(keys, idx, size, k, key, gj)
+        heap_push(keys, q.h.idx, q.h.size, q.h.k, key, gj)
     return n_nan
 
 
@@ -392,7 +442,8 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
     # vdpbf16ps sums in fp32 with two roundings per pair; the rescore in double
     cdef double gamma = d * (2.0**-24 + 2.0**-50)
     cdef double tiny = d * 2.0**-124
-    cdef Rescore rs
+    cdef Block blk
+    cdef Query qu
     cdef floating* thr
     cdef uint32_t* masks
     if floating is float32_t:
@@ -496,28 +547,20 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                         _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 else:
                     _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                blk = _block(metric, c_offset + cb, nb, &c_scale[cb], blk_cs[bi],
+                             &c_labels[cb] if use_labels else NULL, &C[cb, 0], d)
                 for i in range(q0, q1):
+                    qu = _query(q_scale[i], &Q[i, 0],
+                                _delta(q_bounds, i, ec_max, ct_max, gamma, tiny)
+                                if use_approx else 0, &rescored[tid], cap[i],
+                                i if exclude_self else -1, &ex_idx[0], ex_ptr[i],
+                                ex_ptr[i + 1], q_labels[i] if use_labels else -1,
+                                &keys[i, 0], &idx[i, 0], &sizes[i], k)
                     if use_approx:
-                        # assigned whole, so that each thread has its own (prange
-                        # privatises assigned variables, not assigned fields)
-                        rs = _rescore_state(
-                            True, _delta(q_bounds, i, ec_max, ct_max, gamma, tiny),
-                            &Q[i, 0], &C[cb, 0], d, &rescored[tid])
-                        n_nan += _screen_masked(
-                            tile + (i - q0) * nb, masks + (i - q0) * ((nb + 31) // 32), nb,
-                            c_offset + cb, i, metric, q_scale[i], &c_scale[cb], cs_max,
-                            cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1], exclude_self,
-                            q_labels[i] if use_labels else -1,
-                            &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
-                            &sizes[i], k, &rs)
-                        continue
-                    rs = _rescore_state(False, 0, NULL, NULL, d, NULL)
-                    n_nan += _screen_row(
-                        tile + (i - q0) * nb, nb, c_offset + cb, i, metric, q_scale[i],
-                        &c_scale[cb], cs_max, cap[i], &ex_idx[0], ex_ptr[i], ex_ptr[i + 1],
-                        exclude_self, q_labels[i] if use_labels else -1,
-                        &c_labels[cb] if use_labels else NULL, &keys[i, 0], &idx[i, 0],
-                        &sizes[i], k, &rs)
+                        n_nan += _screen_masked(tile + (i - q0) * nb,
+                                                masks + (i - q0) * ((nb + 31) // 32), &blk, &qu)
+                    else:
+                        n_nan += _screen_row(tile + (i - q0) * nb, &blk, &qu)
                 if use_approx:
                     # counted, not acted on: switching a tile to the fp32 GEMM mid-search
                     # would make its scores (fp32 GEMM instead of exact rescores) depend
