@@ -1038,12 +1038,13 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
         counts = (np.zeros(ctx.n_a, dtype=np.int64), np.zeros(ctx.n_a, dtype=np.int64))
         _scan(ctx, "count", rules, counts)
         random_state = check_random_state(random_state)
-        max_pairs = list(ties)
+        per_kind = []
         for kind in (0, 1):
             n_strict = int(counts[kind].sum())
             chosen = _choose(random_state, n_strict + ties[kind].size, max_pairs)
             ties[kind] = ties[kind][chosen[chosen >= n_strict] - n_strict]
-            max_pairs[kind] = int((chosen < n_strict).sum())
+            per_kind.append(int((chosen < n_strict).sum()))
+        max_pairs = tuple(per_kind)
     out = _mine_pairs(ctx, rules, max_pairs, random_state, counts)
     res = []
     for kind in (0, 1):

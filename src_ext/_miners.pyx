@@ -226,6 +226,13 @@ cdef inline void _row_bounds(const floating* row, intp_t nb, floating ia, floati
         bmin[0] = lo
 
 
+def squared_bound(op, off, thr, dtype):
+    """:func:`_squared_bound` in ``dtype`` (float32 or float64), for tests."""
+    if np.dtype(dtype) == np.float32:
+        return float(_squared_bound[float32_t](op, <float32_t> off, <float32_t> thr))
+    return float(_squared_bound[double](op, <double> off, <double> thr))
+
+
 def keys_tile(const floating[:, ::1] A, const floating[::1] inv_a, const floating[::1] sq_a,
               const floating[:, ::1] R, const floating[::1] inv_r, const floating[::1] sq_r,
               bint cosine, floating[:, ::1] out, int n_threads):

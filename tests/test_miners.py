@@ -501,3 +501,91 @@ def test_same_sets_as_pytorch_metric_learning():
         a1, p1, a2, n2 = miners.uniform_histogram(X, y, **ref, random_state=0)
         q1, _, q2, _ = pml_run(M.UniformHistogramMiner())
         assert len(a1) == len(q1) and len(a2) == len(q2)
+
+
+# ---------------------------------------------------------------------------
+# the fused kernel: threads, reference pieces, the exact squared-distance bound
+
+ALL_MINERS = {
+    "triplet_margin": lambda X, y, **k: miners.triplet_margin(X, y, type_of_triplets="semihard",
+                                                              **k),
+    "batch_hard": lambda X, y, **k: miners.batch_hard(X, y, **k),
+    "batch_easy_hard": lambda X, y, **k: miners.batch_easy_hard(X, y, pos_strategy="all",
+                                                                neg_strategy="hard", **k),
+    "multi_similarity": lambda X, y, **k: miners.multi_similarity(X, y, **k),
+    "pair_margin": lambda X, y, **k: miners.pair_margin(X, y, **k),
+    "pair_margin_sampled": lambda X, y, **k: miners.pair_margin(X, y, max_pairs=20,
+                                                                random_state=0, **k),
+    "distance_weighted": lambda X, y, **k: miners.distance_weighted(X, y, random_state=0, **k),
+    "hdc": lambda X, y, **k: miners.hdc(X, y, filter_percentage=0.3, **k),
+    "hdc_sampled": lambda X, y, **k: miners.hdc(X, y, max_pairs=9, random_state=1, **k),
+    "angular": lambda X, y, **k: miners.angular(X, y, **k),
+    "uniform_histogram": lambda X, y, **k: miners.uniform_histogram(X, y, random_state=0, **k),
+}
+
+
+def test_every_miner_takes_n_jobs_and_threads_change_nothing(monkeypatch):
+    X, y, R, yr = data(n=150, dim=5, n_labels=3, seed=12)
+    monkeypatch.setattr(miners, "_SMALL_WORK", 0)  # threads even on small inputs
+    for name, f in ALL_MINERS.items():
+        one = f(X, y, n_jobs=1)
+        for g, w in zip(f(X, y, n_jobs=2), one):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+        with pytest.raises(ValueError, match="n_jobs"):
+            f(X, y, n_jobs=0)
+        with pytest.raises(TypeError, match="n_jobs"):
+            f(X, y, n_jobs=1.5)
+
+
+def test_reference_pieces_equal_one_array(monkeypatch):
+    # references that are not C-contiguous in the working dtype are read in
+    # pieces: the pairs, their order and the sampled ranks must not change
+    X, y, R, yr = data(n=70, dim=4, n_labels=3, seed=13, n_ref=90)
+    calls = {
+        "pm": lambda R_: miners.pair_margin(X, y, R_, yr, pos_margin=0.5, neg_margin=1.2),
+        "pm_sampled": lambda R_: miners.pair_margin(X, y, R_, yr, max_pairs=25, random_state=4),
+        "ms": lambda R_: miners.multi_similarity(X, y, R_, yr),
+        "ms_sampled": lambda R_: miners.multi_similarity(X, y, R_, yr, max_pairs=30,
+                                                         random_state=5),
+        "hdc": lambda R_: miners.hdc(X, y, R_, yr, filter_percentage=0.2),
+    }
+    full = {name: f(R) for name, f in calls.items()}
+    monkeypatch.setattr(miners, "_ROW_VALUES", 4 * 7)  # 7 references a piece
+    Rf = np.asfortranarray(R)
+    for name, f in calls.items():
+        for g, w in zip(f(Rf), full[name]):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squared_distance_bound_is_exact(dtype):
+    # the Euclidean rule fl(sqrt(t)) + off op thr is tested on t against one
+    # bound per anchor: check it against the rule itself on many t, including
+    # the floats right around the bound
+    from hnm import _miners
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        op = int(rng.integers(0, 2))
+        off = dtype(rng.choice([0.0, 0.1, -0.1, rng.uniform(-1, 1)]))
+        thr = dtype(rng.uniform(-0.5, 2.5))
+        b = dtype(_miners.squared_bound(op, float(off), float(thr), dtype))
+        t = rng.uniform(0, 6, 200).astype(dtype)
+        if np.isfinite(b):
+            near = np.nextafter(b, np.array([0, np.inf], dtype=dtype))
+            t = np.concatenate([t, [b], near, [dtype(0)]]).astype(dtype)
+        key = np.sqrt(t) + off
+        want = key > thr if op == 0 else key < thr
+        got = t >= b if op == 0 else t <= b
+        np.testing.assert_array_equal(got, want)
+
+
+def test_hdc_sampled_is_an_exact_size_subset():
+    X, y, _, _ = data(n=20, dim=3, n_labels=2, seed=14, integer=True)  # ties at the cut
+    full = as_set(miners.hdc(X, y, filter_percentage=0.4))
+    for seed in range(5):
+        got = miners.hdc(X, y, filter_percentage=0.4, max_pairs=7, random_state=seed)
+        s = as_set(got)
+        assert len(got[0]) == len(s[0]) == min(7, len(full[0])) and s[0] <= full[0]
+        assert len(got[2]) == len(s[1]) == min(7, len(full[1])) and s[1] <= full[1]
+        for a, j in ((got[0], got[1]), (got[2], got[3])):
+            assert (np.diff(a * 20 + j) > 0).all()  # sorted by anchor, then index
