@@ -38,8 +38,9 @@ class NearMiss(BaseUnderSampler):
       samples are kept (there may be fewer than asked).
 
     Distances are Euclidean, computed exactly: a blocked float32 search (BLAS
-    GEMM, bounded heaps, see :func:`hnm.search_hard_pairs`) proposes the
-    neighbours and the float64 distances from the differences are certified
+    GEMM, bounded heaps, see :func:`hnm.search_hard_pairs`) on the rows less the
+    mean of the searched samples proposes the neighbours, and the float64 distances from the
+    differences are certified
     against its rounding error, with a float64 and then a direct fallback for
     rows it cannot certify. NearMiss-2 never forms the class x minority matrix
     that imbalanced-learn builds (``kneighbors`` over every minority sample: more
@@ -94,9 +95,13 @@ class NearMiss(BaseUnderSampler):
       features) or from the GEMM expansion (above), whose rounding could order
       two mean distances that differ by less than it; hnm's are exact. Exact
       ties (duplicated rows, points on a grid) are ordered identically;
-    - NearMiss-3's short-list: where the ``n_neighbors_ver3``-th nearest sample
-      ties with the next one, hnm short-lists the smaller index; scikit-learn's
-      choice there depends on its tree or chunking.
+    - NearMiss-3's short-list: where a minority sample's ``n_neighbors_ver3``-th
+      nearest sample ties exactly with the next one, which of them scikit-learn
+      short-lists depends on its KD-tree or its GEMM rounding, not on the
+      distances: for those minority samples only, hnm asks scikit-learn's
+      neighbours estimator (the one imbalanced-learn would fit), so the
+      short-list is imbalanced-learn's; this fits it on the class (a float64
+      copy of it).
 
     The minority class is the least frequent one, the first seen in ``y`` if
     several tie, as in imbalanced-learn.
