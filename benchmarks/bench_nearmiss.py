@@ -129,7 +129,8 @@ def test_nearmiss2_full(benchmark, big, ratios):
         scaled = sub * n_maj / NM2_ROWS
         ratios.note(f"NearMiss-2 at 200,000 x 50: hnm {ratios.medians['hnm NearMiss-2']:.3g} s, "
                     f"{mem / 2**20:.0f} MiB extra (target < 1024); imblearn scaled from "
-                    f"{NM2_ROWS} rows {scaled:.3g} s -> {scaled / ratios.medians['hnm NearMiss-2']:.1f}x "
+                    f"{NM2_ROWS} rows {scaled:.3g} s -> "
+                    f"{scaled / ratios.medians['hnm NearMiss-2']:.1f}x "
                     f"(target >= 10); imblearn would hold {n_maj * (y == 1).sum() * 16 / GIB:.0f} "
                     "GiB of kneighbors output")
     if "imblearn NearMiss-2 (subset)" in CPU:

@@ -41,10 +41,11 @@ class NearMiss(BaseUnderSampler):
     GEMM, bounded heaps, see :func:`hnm.search_hard_pairs`) on the rows less the
     mean of the searched samples proposes the neighbours, and the float64
     distances from the differences are certified against its rounding error,
-    with a float64 and then a direct fallback for rows it cannot certify. NearMiss-2 never forms the class x minority matrix
-    that imbalanced-learn builds (``kneighbors`` over every minority sample: more
-    than 500 GB reported on 2.4M x 804), so it runs on an ``np.memmap`` of any
-    size in memory proportional to the minority class.
+    with a float64 and then a direct fallback for rows it cannot certify.
+    NearMiss-2 never forms the class x minority matrix that imbalanced-learn
+    builds (``kneighbors`` over every minority sample: more than 500 GB reported
+    on 2.4M x 804), so it runs on an ``np.memmap`` of any size in memory
+    proportional to the minority class.
 
     Parameters
     ----------
