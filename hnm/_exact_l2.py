@@ -4,10 +4,11 @@ Both run the blocked search (:func:`hnm.search_hard_pairs` for the nearest,
 :func:`hnm._farthest.search_farthest` for the farthest) in float32, on the rows
 less the candidates' mean (distances do not change, the rounding bound shrinks
 with the norms), for a few spare candidates, recompute those distances from the
-float64 differences, and prove row by row, from a bound on the search's rounding error, that no other
-candidate can rank before the k-th; rows without that proof are searched again
-in float64, then compared with every candidate directly. Inputs are not
-validated here: the callers (:class:`hnm.NearMiss`, the resamplers) have.
+float64 differences, and prove row by row, from a bound on the search's
+rounding error, that no other candidate can rank before the k-th; rows without
+that proof are searched again in float64, then compared with every candidate
+directly. Inputs are not validated here: the callers (:class:`hnm.NearMiss`,
+the resamplers) have.
 """
 import numpy as np
 
