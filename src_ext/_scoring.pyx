@@ -148,6 +148,8 @@ cdef inline long long _margin_row(const floating* r, intp_t C, intp_t c, bint hi
 
 
 cdef extern from "_rowmax.h" nogil:
+    int hnm_dynamic_begin()
+    void hnm_dynamic_end(int before)
     int hnm_rowmax_avx512
     int hnm_rowmax_init()
     int hnm_margin_block_f32(const float* S, intp_t C, intp_t n_rows, const intp_t* cols,
@@ -315,9 +317,11 @@ def difficulty_rows(const floating[:, ::1] S, const int64_t[::1] y, long long y_
         if seen.shape[0] < (S.shape[0] + ROWS - 1) // ROWS:
             raise ValueError("seen needs one entry per block of rows")
         seen_ptr = &seen[0]
+    cdef int dyn = hnm_dynamic_begin()
     with nogil:
         _rows_measure(S, y, y_min, table, measure, eps, sum_tol, out, &bad[0], seen_ptr,
                       n_threads)
+    hnm_dynamic_end(dyn)
 
 
 def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_min,
@@ -333,6 +337,7 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
     cdef bint proba = measure == LOG_LOSS or measure == CONFIDENCE or measure == ENTROPY
     if n == 0:
         return
+    cdef int dyn = hnm_dynamic_begin()
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=4096, num_threads=n_threads):
             c = _column(y[i], y_min, &table[0], n_table)  # entropy too: labels are checked
@@ -366,6 +371,7 @@ def difficulty_binary(const floating[::1] f, const int64_t[::1] y, long long y_m
                     out[i] = <floating> (1.0 - p)
                 else:
                     out[i] = <floating> (-_xlogx(v) - _xlogx(1.0 - v))
+    hnm_dynamic_end(dyn)
     bad[0] += n_label
     bad[1] += n_fin
     bad[2] += n_prob

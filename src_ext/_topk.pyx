@@ -12,6 +12,8 @@ from _typedefs cimport intp_t, floating
 from _heap cimport heap_better, heap_push, heap_sort
 
 cdef extern from "_rowmax.h" nogil:
+    int hnm_dynamic_begin()
+    void hnm_dynamic_end(int before)
     int hnm_rowmax_avx512
     int hnm_rowmax_init()
     intp_t hnm_first_hit_f32(const float* x, intp_t n, float thr, int largest)
@@ -89,6 +91,7 @@ def topk_flat_update(const floating[::1] x, intp_t offset, floating sign,
     if n == 0 or k == 0:
         return 0
     n_chunks = (n + chunk_size - 1) // chunk_size
+    cdef int dyn = hnm_dynamic_begin()
     with nogil:
         # dynamic: a thread the OS preempts on a busy machine leaves its chunks to
         # the others (the merged result does not depend on who scanned what)
@@ -100,6 +103,7 @@ def topk_flat_update(const floating[::1] x, intp_t offset, floating sign,
                 stop = n
             n_nan += _scan(&x[start], stop - start, offset + start, sign,
                            &keys[tid, 0], &idx[tid, 0], &sizes[tid], k)
+    hnm_dynamic_end(dyn)
     return n_nan
 
 
@@ -118,11 +122,13 @@ def topk_rows(const floating[:, ::1] x, floating sign, floating[:, ::1] keys,
     cdef intp_t n_nan = 0
     if n_rows == 0 or n_cols == 0 or k == 0:
         return 0
+    cdef int dyn = hnm_dynamic_begin()
     with nogil:
         for r in prange(n_rows, schedule="dynamic", num_threads=n_threads):
             counts[r] = 0
             n_nan += _scan(&x[r, 0], n_cols, 0, sign, &keys[r, 0], &idx[r, 0],
                            &counts[r], k)
             heap_sort(&keys[r, 0], &idx[r, 0], counts[r])
+    hnm_dynamic_end(dyn)
     return n_nan
 
