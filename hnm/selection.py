@@ -118,8 +118,10 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, chunk_size=None,
         Take ``min(k, n)`` scores instead of raising when ``k > n``; a
         ``band`` whose ``stop`` exceeds ``n`` is cut at ``n`` (possibly empty).
     n_jobs : int, optional
-        Number of OpenMP threads; default: OpenMP's count (``OMP_NUM_THREADS``,
-        threadpoolctl limits). It changes speed only, never the result.
+        Number of OpenMP threads, at most; default: OpenMP's count
+        (``OMP_NUM_THREADS``, threadpoolctl limits). Fewer run when the load
+        average says the cores are busy (OpenMP's dynamic adjustment, unless
+        ``OMP_DYNAMIC`` is set). It changes speed only, never the result.
 
     Returns
     -------
