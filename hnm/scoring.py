@@ -70,8 +70,10 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None, chunk_size=Non
         so a memmap of any size is read in bounded memory. It changes speed and
         memory only, never the result.
     n_jobs : int, optional
-        Number of OpenMP threads; default: OpenMP's count (``OMP_NUM_THREADS``,
-        threadpoolctl limits). The result does not depend on it.
+        Number of OpenMP threads, at most; default: OpenMP's count
+        (``OMP_NUM_THREADS``, threadpoolctl limits). Fewer run when the load
+        average says the cores are busy (OpenMP's dynamic adjustment, unless
+        ``OMP_DYNAMIC`` is set). The result does not depend on it.
 
     Returns
     -------
