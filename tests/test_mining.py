@@ -160,7 +160,7 @@ def test_n_rounds_zero_is_the_random_negatives_baseline(known):
 def test_real_model_history_and_validation():
     X, y = make_classification(3000, n_features=10, weights=[0.9], flip_y=0.0, random_state=0)
     clf = HardMiningClassifier(LogisticRegression(), n_rounds=3, validation_fraction=0.25,
-                               random_state=0).fit(X, y)
+                               n_iter_no_change=None, random_state=0).fit(X, y)
     assert len(clf.history_) == 4
     assert all(0 <= h["validation_score"] <= 1 for h in clf.history_)
     assert clf.history_[1]["n_misclassified"] >= 0
@@ -312,6 +312,7 @@ def test_importance_weights_make_sums_unbiased_and_cap_at_one():
 def test_defaults_draw_weighted_negatives_every_round_and_keep_the_best(known):
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, max_negatives=40,
+                               weight_exponent=1.0, n_iter_no_change=None,
                                random_state=0).fit(X, y)
     # 20% held out (stratified): rounds draw 10% of the 320 training negatives
     assert [h["n_negatives"] for h in clf.history_] == [32, 32, 32]
@@ -391,7 +392,7 @@ def test_weights_reach_a_pipeline_step_and_estimators_without_them_resample(know
             return np.column_stack([1 - p, p])
 
     clf = HardMiningClassifier(NoWeights(), n_rounds=1, max_negatives=40,
-                               random_state=0).fit(X, y)
+                               weight_exponent=1.0, random_state=0).fit(X, y)
     assert all(h["weights"] == "resampled" for h in clf.history_)
     rows = FITS[0][0]
     # costing: rows redrawn with replacement in proportion to their weights, so the
@@ -409,7 +410,7 @@ def test_pipeline_receives_the_weights_in_its_last_step():
             return super().fit(X, y, sample_weight=sample_weight)
 
     HardMiningClassifier(make_pipeline(StandardScaler(), Spy()), n_rounds=1,
-                         random_state=0).fit(X, y)
+                         weight_exponent=1.0, random_state=0).fit(X, y)
     assert seen and all(w is not None and w.max() > 1 for w in seen)
 
 
@@ -475,3 +476,57 @@ def test_a_band_too_small_for_the_budget_raises(known, kwargs, match):
     X, y, _ = known
     with pytest.raises(ValueError, match=match):
         HardMiningClassifier(RowRecorder(), validation_fraction=None, **kwargs).fit(X, y)
+
+
+def test_weight_exponent_auto_keeps_the_better_correction_and_recalibrates(known):
+    X, y, p = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=0, max_negatives=40,
+                               random_state=0).fit(X, y)
+    # round 0 fits the same draw twice: full correction (weights 10), then none (weights 1)
+    (rows_a, w_a), (rows_b, w_b) = FITS[0], FITS[1]
+    np.testing.assert_array_equal(rows_a, rows_b)
+    np.testing.assert_allclose(w_a[y[rows_a] == 0], 10.0)
+    np.testing.assert_allclose(w_b, 1.0)
+    scores = clf.history_[0]["weight_exponent_scores"]
+    assert set(scores) == {1.0, 0.0}
+    assert clf.weight_exponent_ == max(scores, key=lambda lam: (scores[lam], lam))
+    # the prior-shift correction: p(negative) times 1 / rate ** (1 - exponent), renormalised
+    lam = 0.0
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=0, max_negatives=40,
+                               weight_exponent=lam, random_state=0).fit(X, y)
+    raw = clf.estimator_.predict_proba(X)
+    shifted = raw * np.array([10.0 ** (1 - lam), 1.0])
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.predict_proba(X), shifted)
+    np.testing.assert_array_equal(clf.predict(X), shifted.argmax(axis=1))
+    np.testing.assert_allclose(FITS[-1][1], 1.0)  # the refit is unweighted too
+    # full correction: predictions are the model's own
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=0, weight_exponent=1.0,
+                               random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.estimator_.predict_proba(X))
+
+
+def test_weight_exponent_auto_without_held_out_data_or_probabilities_is_one(known):
+    X, y, _ = known
+    clf = HardMiningClassifier(RowRecorder(), n_rounds=1, validation_fraction=None,
+                               random_state=0).fit(X, y)
+    assert clf.weight_exponent_ == 1.0 and len(FITS) == 2
+    Xs, ys = make_classification(600, weights=[0.85], random_state=0)
+    svc = HardMiningClassifier(LinearSVC(), n_rounds=1, random_state=0).fit(Xs, ys)
+    assert svc.weight_exponent_ == 1.0 and "weight_exponent_scores" not in svc.history_[0]
+
+
+def test_rounds_stop_after_n_iter_no_change_rounds_without_improvement(known):
+    X, y, _ = known
+    calls = []
+
+    def falling(estimator, X_val, y_val):  # each fit scores worse than the one before
+        calls.append(1)
+        return -float(len(calls))
+
+    kw = dict(n_rounds=5, scoring=falling, weight_exponent=1.0, random_state=0)
+    clf = HardMiningClassifier(RowRecorder(), n_iter_no_change=2, **kw).fit(X, y)
+    assert [h["round"] for h in clf.history_] == [0, 1, 2] and clf.best_round_ == 0
+    calls.clear()
+    clf = HardMiningClassifier(RowRecorder(), n_iter_no_change=None, **kw).fit(X, y)
+    assert len(clf.history_) == 6
