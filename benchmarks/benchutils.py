@@ -42,3 +42,22 @@ def peak_extra_memory(func, *args, interval=0.0005, **kwargs):
         _, traced_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return max(peak[0] - base, traced_peak)
+
+
+def interleaved_medians(timed, rounds):
+    """Call the functions of ``timed`` (name -> callable) in turn, ``rounds`` times;
+    return ``(wall, cpu)``: per name the median of ``time.perf_counter`` and of
+    ``time.process_time`` (CPU seconds of every thread). Alternating calls see the
+    same machine load, which separate benchmarks minutes apart do not."""
+    import statistics
+
+    wall = {k: [] for k in timed}
+    cpu = {k: [] for k in timed}
+    for _ in range(rounds):
+        for name, func in timed.items():
+            t, c = time.perf_counter(), time.process_time()
+            func()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return ({k: statistics.median(v) for k, v in wall.items()},
+            {k: statistics.median(v) for k, v in cpu.items()})
