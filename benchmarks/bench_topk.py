@@ -1,9 +1,14 @@
-"""hnm.topk vs numpy on 1e8 float32 scores, k=1000, in memory and as a memmap.
+"""hnm.topk vs numpy on float32 scores, k=1000, in memory and as a memmap.
 
 Peers in the same run: ``np.argpartition`` + sorting the k (the numpy way) and one
 ``np.max`` pass over the same data (the memory-bandwidth floor).
-Targets: >= 20x faster than argpartition+sort, within 1.5x of the floor, extra
-anonymous memory O(k + chunk) over the memmap.
+Targets: >= 20x faster than argpartition+sort, within 1.2x of the floor in quiet
+and busy runs, extra anonymous memory O(k + chunk) over the memmap.
+
+Size: ``HNM_BENCH_TOPK_N`` (default 5e7). On a busy machine the separate
+benchmarks run under different loads, so ``test_interleaved`` also times topk
+and ``np.max`` alternately, call by call, and notes the ratio of their medians in
+wall time and in process time (CPU seconds of all threads).
 """
 import os
 
@@ -11,10 +16,12 @@ import numpy as np
 import pytest
 
 import hnm
-from benchutils import peak_extra_memory
+from benchutils import interleaved_medians, peak_extra_memory
 
-N = int(float(os.environ.get("HNM_BENCH_TOPK_N", 1e8)))
+N = int(float(os.environ.get("HNM_BENCH_TOPK_N", 5e7)))
 K = 1000
+ROUNDS = 15
+WHERE = ["memory", "memmap"]
 
 
 @pytest.fixture(scope="module")
@@ -34,39 +41,54 @@ def numpy_topk(x, k):
 
 @pytest.fixture(scope="module", autouse=True)
 def declare(ratios):
-    for where in ("memory", "memmap"):
+    for where in WHERE:
         ratios.compare(f"numpy argpartition+sort [{where}]", f"hnm.topk [{where}]",
                        ">= 20 (speed-up)")
-        ratios.compare(f"hnm.topk [{where}]", f"np.max pass [{where}]", "<= 1.5")
+        ratios.compare(f"hnm.topk [{where}]", f"np.max pass [{where}]", "<= 1.2")
 
 
-@pytest.mark.parametrize("where", ["memory", "memmap"])
+def _extra_memory(ratios, name, func, x):
+    extra = peak_extra_memory(func, x, K)
+    ratios.note(f"{name} peak extra anonymous memory: {extra / 2**20:.2f} MiB "
+                f"(input {x.nbytes / 2**20:.0f} MiB)")
+    return extra
+
+
+@pytest.mark.parametrize("where", WHERE)
 def test_hnm_topk(benchmark, scores, ratios, where):
     x = scores[where]
-    benchmark.group = f"topk 1e8 float32 k=1000 [{where}]"
+    benchmark.group = f"topk {N:.0e} float32 k={K} [{where}]"
     result = benchmark(hnm.topk, x, K)
     ratios.record(benchmark, f"hnm.topk [{where}]")
     np.testing.assert_array_equal(result.indices, numpy_topk(np.asarray(scores["memory"]), K))
-    extra = peak_extra_memory(hnm.topk, x, K)
-    benchmark.extra_info["peak_extra_anon_bytes"] = extra
-    ratios.note(f"hnm.topk [{where}] peak extra anonymous memory: {extra / 2**20:.2f} MiB "
-                f"(input {x.nbytes / 2**20:.0f} MiB)")
+    benchmark.extra_info["peak_extra_anon_bytes"] = _extra_memory(
+        ratios, f"hnm.topk [{where}]", hnm.topk, x)
 
 
-@pytest.mark.parametrize("where", ["memory", "memmap"])
+@pytest.mark.parametrize("where", WHERE)
 def test_numpy_argpartition(benchmark, scores, ratios, where):
     x = scores[where]
-    benchmark.group = f"topk 1e8 float32 k=1000 [{where}]"
+    benchmark.group = f"topk {N:.0e} float32 k={K} [{where}]"
     benchmark.pedantic(numpy_topk, args=(x, K), rounds=3, iterations=1)
     ratios.record(benchmark, f"numpy argpartition+sort [{where}]")
-    extra = peak_extra_memory(numpy_topk, x, K)
-    ratios.note(f"numpy argpartition+sort [{where}] peak extra anonymous memory: "
-                f"{extra / 2**20:.0f} MiB")
+    _extra_memory(ratios, f"numpy argpartition+sort [{where}]", numpy_topk, x)
 
 
-@pytest.mark.parametrize("where", ["memory", "memmap"])
+@pytest.mark.parametrize("where", WHERE)
 def test_max_pass_floor(benchmark, scores, ratios, where):
     x = scores[where]
-    benchmark.group = f"topk 1e8 float32 k=1000 [{where}]"
+    benchmark.group = f"topk {N:.0e} float32 k={K} [{where}]"
     benchmark(np.max, x)
     ratios.record(benchmark, f"np.max pass [{where}]")
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_interleaved(scores, ratios, where):
+    """topk and np.max alternately: medians of wall and CPU time."""
+    x = scores[where]
+    timed = {"topk": lambda: hnm.topk(x, K), "max": lambda: np.max(x)}
+    w, c = interleaved_medians(timed, ROUNDS)
+    ratios.note(f"interleaved topk {N:.0e} float32 [{where}], {ROUNDS} rounds, load "
+                f"{os.getloadavg()[0]:.1f}: wall {w['topk'] * 1e3:.2f} / {w['max'] * 1e3:.2f} ms "
+                f"= {w['topk'] / w['max']:.2f}x, process_time {c['topk'] * 1e3:.2f} / "
+                f"{c['max'] * 1e3:.2f} ms = {c['topk'] / c['max']:.2f}x (target <= 1.2)")
