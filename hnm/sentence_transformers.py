@@ -20,7 +20,6 @@ from collections import Counter
 import hashlib
 import inspect
 import json
-import numbers
 import os
 import warnings
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from ._progress import progress_bar
 from ._ranking import best_first
-from ._validation import check_int, check_option
+from ._validation import check_int, check_option, check_real
 from .pairs import search_hard_pairs
 
 __all__ = ["mine_hard_negatives", "to_dataset", "to_pandas"]
@@ -96,13 +95,8 @@ def _check_texts(values, name):
 
 
 def _check_optional_real(value, name):
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number or None, got {value!r}.")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    return float(value)
+    """None, or a finite real number (``check_real``: TypeError, NaN/inf ValueError)."""
+    return None if value is None else check_real(value, name)
 
 
 def _check_bool(value, name):
