@@ -589,3 +589,28 @@ def test_hdc_sampled_is_an_exact_size_subset():
         assert len(got[2]) == len(s[1]) == min(7, len(full[1])) and s[1] <= full[1]
         for a, j in ((got[0], got[1]), (got[2], got[3])):
             assert (np.diff(a * 20 + j) > 0).all()  # sorted by anchor, then index
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_tuples_as_pytorch_metric_learning_at_2000_x_64(dtype):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("pytorch_metric_learning")
+    from pytorch_metric_learning import distances as D, miners as M
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 64))
+    y = rng.integers(0, 20, 2000)
+    X = (centres[y] + 1.2 * rng.standard_normal((2000, 64))).astype(dtype)
+    tx, ty = torch.from_numpy(X), torch.from_numpy(y)
+    for distance in DISTANCES:
+        pd = D.LpDistance() if distance == "euclidean" else D.CosineSimilarity()
+        pm, nm = (1.3, 1.2) if distance == "euclidean" else (0.2, 0.1)
+        for mine, pml in (
+                (miners.pair_margin(X, y, pos_margin=pm, neg_margin=nm, distance=distance),
+                 M.PairMarginMiner(pm, nm, distance=pd)),
+                (miners.multi_similarity(X, y, distance=distance),
+                 M.MultiSimilarityMiner(distance=pd)),
+                (miners.batch_hard(X, y, distance=distance), M.BatchHardMiner(distance=pd)),
+                (miners.batch_easy_hard(X, y, distance=distance),
+                 M.BatchEasyHardMiner(distance=pd))):
+            same_tuples(mine, tuple(t.numpy().astype(np.int64) for t in pml(tx, ty)))
