@@ -10,12 +10,23 @@ its semihard TripletMarginMiner 3.4 TiB of indices). The sets are compared.
 
 Corpus scale: anchors mined against an ``np.memmap`` of references (the cross-batch
 memory use of ``ref_emb``) by every miner, combinatorial ones sampled with
-``max_triplets`` / ``max_pairs``; the extra memory is recorded.
+``max_triplets`` / ``max_pairs``; the extra memory is recorded. ``angular`` does
+``n_pos x n_neg`` work per anchor (PML's rule has no bound to prune with), so it
+runs HNM_BENCH_MINERS_ANGULAR anchors (5) against the first 20,000 rows of the
+memmap.
+
+Memory: "peak extra" is the peak anonymous RSS (or tracemalloc's peak) above the
+start of the call, which includes the returned arrays (intp, as PML's int64
+tensors); "without the result" subtracts their bytes.
 
 Sizes: HNM_BENCH_MINERS_N (20,000), HNM_BENCH_MINERS_REF (100,000; 1e6 for the
-full run), HNM_BENCH_MINERS_ANCHORS (1,000).
+full run), HNM_BENCH_MINERS_ANCHORS (1,000); HNM_BENCH_MINERS_DIR: where the memmap
+is written (default: pytest's tmp_path). Only the memmap cases:
+``pytest benchmarks/bench_miners.py -k memmap``. Against PML: run this file with
+/work/venv-pml/bin/python -m pytest, with hnm on PYTHONPATH.
 """
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +37,8 @@ from benchutils import peak_extra_memory
 N = int(float(os.environ.get("HNM_BENCH_MINERS_N", 20_000)))
 N_REF = int(float(os.environ.get("HNM_BENCH_MINERS_REF", 100_000)))
 N_ANCHORS = int(float(os.environ.get("HNM_BENCH_MINERS_ANCHORS", 1_000)))
+N_ANGULAR = int(float(os.environ.get("HNM_BENCH_MINERS_ANGULAR", 5)))
+MM_DIR = os.environ.get("HNM_BENCH_MINERS_DIR")
 DIM, N_LABELS = 128, 50
 GROUP = f"miners, {N} x {DIM} float32, {N_LABELS} labels"
 GROUP_MM = f"miners, {N_ANCHORS} anchors vs a {N_REF} x {DIM} memmap"
@@ -92,7 +105,8 @@ def test_hnm(benchmark, batch, ratios, name):
     out = sum(np.asarray(t).nbytes for t in result)
     benchmark.extra_info["peak_extra_anon_bytes"] = extra
     ratios.note(f"hnm {name}: {len(result[0])} tuples, peak extra memory "
-                f"{extra / 2**20:.0f} MiB (the result itself: {out / 2**20:.0f} MiB)")
+                f"{extra / 2**20:.0f} MiB, without the result {(extra - out) / 2**20:.0f} MiB "
+                f"(the result itself: {out / 2**20:.0f} MiB)")
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c[1] is not None])
@@ -129,7 +143,9 @@ def test_pml(benchmark, batch, ratios, name):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     rng = np.random.default_rng(1)
-    path = tmp_path_factory.mktemp("miners") / "refs.f32"
+    folder = tmp_path_factory.mktemp("miners") if MM_DIR is None else Path(MM_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "refs.f32"
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=(N_REF, DIM))
     labels = np.empty(N_REF, dtype=np.int64)
     for s in range(0, N_REF, 100_000):
@@ -140,7 +156,9 @@ def corpus(tmp_path_factory):
     del mm
     R = np.memmap(path, dtype=np.float32, mode="r", shape=(N_REF, DIM))
     A, ya = _clustered(rng, N_ANCHORS)
-    return A, ya, R, labels
+    yield A, ya, R, labels
+    del R
+    path.unlink()
 
 
 MM_CASES = {
@@ -152,6 +170,16 @@ MM_CASES = {
         A, ya, R, yr, max_pairs=1_000_000, random_state=0),
     "triplet_margin semihard, 1e6 sampled": lambda A, ya, R, yr: miners.triplet_margin(
         A, ya, R, yr, type_of_triplets="semihard", max_triplets=1_000_000, random_state=0),
+    "hdc, 1e6 sampled": lambda A, ya, R, yr: miners.hdc(
+        A, ya, R, yr, max_pairs=1_000_000, random_state=0),
+    "distance_weighted": lambda A, ya, R, yr: miners.distance_weighted(
+        A, ya, R, yr, random_state=0),
+    "uniform_histogram": lambda A, ya, R, yr: miners.uniform_histogram(
+        A, ya, R, yr, random_state=0),
+    f"angular, {N_ANGULAR} anchors vs 20,000 memmap rows, 1e5 sampled":
+        lambda A, ya, R, yr: miners.angular(A[:N_ANGULAR], ya[:N_ANGULAR], R[:20_000],
+                                            yr[:20_000], max_triplets=100_000,
+                                            random_state=0),
 }
 
 
@@ -160,7 +188,10 @@ def test_memmap_bounded(benchmark, corpus, ratios, name):
     f = MM_CASES[name]
     benchmark.group = GROUP_MM
     result = benchmark.pedantic(f, args=corpus, rounds=1, iterations=1)
+    out = sum(np.asarray(t).nbytes for t in result)
+    del result
     extra = peak_extra_memory(f, *corpus)
     benchmark.extra_info["peak_extra_anon_bytes"] = extra
-    ratios.note(f"memmap {name}: {len(result[0])} tuples, peak extra memory "
-                f"{extra / 2**20:.0f} MiB (references: {corpus[2].nbytes / 2**20:.0f} MiB)")
+    ratios.note(f"memmap {name}: {benchmark.stats.stats.median:.1f} s, peak extra memory "
+                f"{extra / 2**20:.0f} MiB, without the result {(extra - out) / 2**20:.0f} MiB "
+                f"(references: {corpus[2].nbytes / 2**20:.0f} MiB)")
