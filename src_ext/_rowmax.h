@@ -171,7 +171,7 @@ static inline int NAME(const T *S, Py_ssize_t C, Py_ssize_t n_rows,             
     return bad;                                                                 \
 }
 
-HNM_VECTOR_PROBA(float, hnm_v4f, hnm_v4i, int32_t, 4, hnm_proba_block_f32,
+HNM_VECTOR_PROBA(float, hnm_v4f, hnm_v4i, int32_t, 4, hnm_proba_v16b_f32,
                  hnm_proba_scalar_f32)
 HNM_VECTOR_PROBA(double, hnm_v2d, hnm_v2l, int64_t, 2, hnm_proba_block_f64,
                  hnm_proba_scalar_f64)
@@ -180,7 +180,7 @@ HNM_VECTOR_PROBA(double, hnm_v2d, hnm_v2l, int64_t, 2, hnm_proba_block_f64,
 
 #define hnm_margin_v16b_f32 hnm_margin_scalar_f32
 #define hnm_margin_v16b_f64 hnm_margin_scalar_f64
-#define hnm_proba_block_f32 hnm_proba_scalar_f32
+#define hnm_proba_v16b_f32 hnm_proba_scalar_f32
 #define hnm_proba_block_f64 hnm_proba_scalar_f64
 
 #endif
@@ -329,26 +329,40 @@ static int hnm_margin_avx512_f64(const double *S, Py_ssize_t C, Py_ssize_t n_row
     return bad != 0;
 }
 
-/* C <= 16 (float32): one masked load per row whose mask leaves out the true
- * column (read as -inf, no blend), finiteness checked on the group's values in
- * full contiguous vectors, the true values gathered once per group of 16 rows,
- * and the tree reduced as the rows come in (few registers live, no spill). */
-/* rows k and k+1 of a group, true columns masked out, as one vector: the first
- * row's partial maxima in the low 256 bits, the second's in the high ones */
+/* C <= 16 (float32), rows in groups of 16. Margins: one masked load per row
+ * whose mask leaves out the true column (read as -inf, no blend), finiteness
+ * checked on the group's values in full contiguous vectors, the true values
+ * gathered once per group, and the per-row maxima reduced by the tree as the
+ * rows come in (few registers live, no spill). Probabilities (log_loss,
+ * confidence): the same with the range [0, 1] checked on the contiguous values
+ * and the tree adding the rows' values for the sum check. A check that fails
+ * anywhere in the group (unknown-label rows included) returns nonzero: the
+ * caller rescans the block to count. */
+#define HNM_OP(a, b) (proba ? _mm512_add_ps(a, b) : _mm512_max_ps(a, b))
+
 HNM_AVX512_TARGET
-static inline __m512 hnm_narrow_pair_f32(const float *g, Py_ssize_t C, const Py_ssize_t *c,
-                                         int k, uint32_t lm, __m512 ninf) {
-    __m512 a = _mm512_mask_loadu_ps(
-        ninf, (__mmask16) (c[k] >= 0 ? lm & ~(1u << c[k]) : 0u), g + k * C);
-    __m512 b = _mm512_mask_loadu_ps(
-        ninf, (__mmask16) (c[k + 1] >= 0 ? lm & ~(1u << c[k + 1]) : 0u), g + (k + 1) * C);
-    return _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+static inline __attribute__((always_inline)) __m512 hnm_narrow_pair_f32(
+        const float *g, Py_ssize_t C, const Py_ssize_t *c, int k, uint32_t lm, __m512 ninf,
+        const int proba) {
+    __m512 a, b;
+    if (proba) {  /* every value of the row, zeros beyond it */
+        a = _mm512_maskz_loadu_ps((__mmask16) lm, g + k * C);
+        b = _mm512_maskz_loadu_ps((__mmask16) lm, g + (k + 1) * C);
+    } else {      /* the others: the true column and the lanes beyond the row read -inf */
+        a = _mm512_mask_loadu_ps(
+            ninf, (__mmask16) (c[k] >= 0 ? lm & ~(1u << c[k]) : 0u), g + k * C);
+        b = _mm512_mask_loadu_ps(
+            ninf, (__mmask16) (c[k + 1] >= 0 ? lm & ~(1u << c[k + 1]) : 0u), g + (k + 1) * C);
+    }
+    return HNM_OP(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
 }
 
 HNM_AVX512_TARGET
-static int hnm_margin_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
-                                 const Py_ssize_t *cols, float *out) {
+static inline __attribute__((always_inline)) int hnm_narrow_f32(
+        const float *S, Py_ssize_t C, Py_ssize_t n_rows, const Py_ssize_t *cols, double tol,
+        float *out, const int proba) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13,
                                             2, 6, 10, 14, 3, 7, 11, 15);
     const __m512i row_start = _mm512_mullo_epi32(
@@ -360,14 +374,16 @@ static int hnm_margin_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows
         int m = n_rows - i0 < 16 ? (int) (n_rows - i0) : 16;
         const float *g = S + i0 * C;
         Py_ssize_t nv = (Py_ssize_t) m * C, j = 0;
-        for (; j + 16 <= nv; j += 16) {
+        for (; j < nv; j += 16) {
+            __mmask16 part = nv - j >= 16 ? (__mmask16) 0xFFFF
+                                          : (__mmask16) ((1u << (nv - j)) - 1);
             _mm_prefetch((const char *) (g + j + HNM_PREFETCH_FLOATS), _MM_HINT_T0);
-            bad |= _mm512_fpclass_ps_mask(_mm512_loadu_ps(g + j), HNM_FPCLASS_NONFINITE);
-        }
-        if (j < nv) {
-            __mmask16 tail = (__mmask16) ((1u << (nv - j)) - 1);
-            bad |= _mm512_mask_fpclass_ps_mask(tail, _mm512_maskz_loadu_ps(tail, g + j),
-                                               HNM_FPCLASS_NONFINITE);
+            __m512 x = _mm512_maskz_loadu_ps(part, g + j);
+            if (proba)  /* ordered compares: false for NaN */
+                bad |= part & ~(_mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ)
+                                & _mm512_cmp_ps_mask(x, one, _CMP_LE_OQ));
+            else
+                bad |= _mm512_mask_fpclass_ps_mask(part, x, HNM_FPCLASS_NONFINITE);
         }
         Py_ssize_t cc[16];
         const Py_ssize_t *c = cols + i0;
@@ -380,28 +396,52 @@ static int hnm_margin_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows
         __m256i c_hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512((const void *) (c + 8)));
         __m512i cv = _mm512_inserti64x4(_mm512_castsi256_si512(c_lo), c_hi, 1);
         __mmask16 known = _mm512_cmpge_epi32_mask(cv, _mm512_setzero_si512());
-        __m512 truth = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), known,
-                                                _mm512_add_epi32(row_start, cv), g, 4);
-#define HNM_PAIR(k) hnm_narrow_pair_f32(g, C, c, k, lm, ninf)
+        __m512 truth = _mm512_mask_i32gather_ps(zero, known, _mm512_add_epi32(row_start, cv),
+                                                g, 4);
         __m512 y[2];
         for (int s = 0; s < 2; s++) {
             __m512 x[2];
             for (int q = 0; q < 2; q++) {
                 int k = 8 * s + 4 * q;
-                __m512 w0 = HNM_PAIR(k), w1 = HNM_PAIR(k + 2);
-                x[q] = _mm512_max_ps(_mm512_shuffle_f32x4(w0, w1, 0x88),
-                                     _mm512_shuffle_f32x4(w0, w1, 0xDD));
+                __m512 w0 = hnm_narrow_pair_f32(g, C, c, k, lm, ninf, proba);
+                __m512 w1 = hnm_narrow_pair_f32(g, C, c, k + 2, lm, ninf, proba);
+                x[q] = HNM_OP(_mm512_shuffle_f32x4(w0, w1, 0x88),
+                              _mm512_shuffle_f32x4(w0, w1, 0xDD));
             }
-            y[s] = _mm512_max_ps(_mm512_shuffle_ps(x[0], x[1], 0x44),
-                                 _mm512_shuffle_ps(x[0], x[1], 0xEE));
+            y[s] = HNM_OP(_mm512_shuffle_ps(x[0], x[1], 0x44),
+                          _mm512_shuffle_ps(x[0], x[1], 0xEE));
         }
-#undef HNM_PAIR
-        __m512 z = _mm512_max_ps(_mm512_shuffle_ps(y[0], y[1], 0x88),
-                                 _mm512_shuffle_ps(y[0], y[1], 0xDD));
-        __m512 res = _mm512_maskz_sub_ps(known, _mm512_permutexvar_ps(order, z), truth);
+        __m512 z = _mm512_permutexvar_ps(order, HNM_OP(_mm512_shuffle_ps(y[0], y[1], 0x88),
+                                                       _mm512_shuffle_ps(y[0], y[1], 0xDD)));
+        __m512 res;
+        if (proba) {  /* |row sum - 1| <= tol, in double, for the known rows */
+            const __m512d t = _mm512_set1_pd(tol), d1 = _mm512_set1_pd(1.0);
+            __m512d lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(z)), d1);
+            __m512d hi = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(z, 1)), d1);
+            __mmask16 ok = (__mmask16) (_mm512_cmp_pd_mask(_mm512_abs_pd(lo), t, _CMP_LE_OQ)
+                                        | (_mm512_cmp_pd_mask(_mm512_abs_pd(hi), t,
+                                                              _CMP_LE_OQ) << 8));
+            bad |= known & ~ok;
+            res = _mm512_maskz_mov_ps(known, truth);
+        } else {
+            res = _mm512_maskz_sub_ps(known, z, truth);
+        }
         _mm512_mask_storeu_ps(out + i0, (__mmask16) ((1u << m) - 1), res);
     }
     return bad != 0;
+}
+#undef HNM_OP
+
+HNM_AVX512_TARGET
+static int hnm_margin_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                 const Py_ssize_t *cols, float *out) {
+    return hnm_narrow_f32(S, C, n_rows, cols, 0.0, out, 0);
+}
+
+HNM_AVX512_TARGET
+static int hnm_proba_narrow_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                const Py_ssize_t *cols, double tol, float *out) {
+    return hnm_narrow_f32(S, C, n_rows, cols, tol, out, 1);
 }
 
 static inline int hnm_margin_block_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
@@ -410,6 +450,12 @@ static inline int hnm_margin_block_f32(const float *S, Py_ssize_t C, Py_ssize_t 
         return C <= 16 ? hnm_margin_narrow_f32(S, C, n_rows, cols, out)
                        : hnm_margin_avx512_f32(S, C, n_rows, cols, out);
     return hnm_margin_v16b_f32(S, C, n_rows, cols, out);
+}
+
+static inline int hnm_proba_block_f32(const float *S, Py_ssize_t C, Py_ssize_t n_rows,
+                                      const Py_ssize_t *cols, double tol, float *out) {
+    if (hnm_rowmax_avx512 && C <= 16) return hnm_proba_narrow_f32(S, C, n_rows, cols, tol, out);
+    return hnm_proba_v16b_f32(S, C, n_rows, cols, tol, out);
 }
 
 static inline int hnm_margin_block_f64(const double *S, Py_ssize_t C, Py_ssize_t n_rows,
@@ -424,6 +470,7 @@ static int hnm_rowmax_avx512 = 0;
 static int hnm_rowmax_init(void) { return 0; }
 #define hnm_margin_block_f32 hnm_margin_v16b_f32
 #define hnm_margin_block_f64 hnm_margin_v16b_f64
+#define hnm_proba_block_f32 hnm_proba_v16b_f32
 
 #endif
 
