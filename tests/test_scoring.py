@@ -84,7 +84,8 @@ def test_margins_of_decision_values_any_width(n, C, dtype, measure, data, kernel
        dtype=st.sampled_from([np.float32, np.float64]),
        measure=st.sampled_from(["log_loss", "confidence", "entropy"]),
        bad=st.sampled_from(["negative", "above one", "sum", "nan", "inf"]), data=st.data())
-def test_one_invalid_probability_anywhere_is_caught(n, C, dtype, measure, bad, data):
+def test_one_invalid_probability_anywhere_is_caught(n, C, dtype, measure, bad, data,
+                                                    kernel_path):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     P = probabilities(n, C, dtype, rng.integers(2**16))
     i, j = rng.integers(n), rng.integers(C)
