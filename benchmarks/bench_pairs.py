@@ -9,18 +9,25 @@ bfloat16 where the CPU has AVX-512 BF16 and rescores the survivors exactly.
 Targets: hnm / faiss <= 0.4, hnm / hnm exact <= 1 / 1.3, scikit-learn / hnm >= 2,
 extra anonymous memory < 1 GiB and independent of the number of candidates.
 
+test_cold_page_cache: where the time of a memmap search goes when the file is not
+in the page cache (evicted with posix_fadvise before each call, as for a corpus
+larger than RAM): hnm warm vs cold, against reading the file alone through the
+page cache and with O_DIRECT (the disk's own rate), wall and CPU medians.
+
 Sizes: HNM_BENCH_PAIRS_NQ / HNM_BENCH_PAIRS_NC. This machine sets
 OPENBLAS_CORETYPE; run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to let
 OpenBLAS pick its best kernel (the BLAS in use is recorded in extra_info).
 """
+import mmap
 import os
+import time
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 import hnm
-from benchutils import peak_extra_memory
+from benchutils import interleaved_medians, peak_extra_memory
 
 N_Q = int(float(os.environ.get("HNM_BENCH_PAIRS_NQ", 10_000)))
 N_C = int(float(os.environ.get("HNM_BENCH_PAIRS_NC", 1_000_000)))
@@ -40,6 +47,33 @@ def data(tmp_path_factory):
     C = np.memmap(path, dtype=np.float32, mode="r", shape=(N_C, DIM))
     Q = rng.standard_normal((N_Q, DIM), dtype=np.float32)
     return Q, C
+
+
+def _evict(C):
+    """Drop the memmap's clean pages from the page cache (a cold read follows):
+    unmapped from this process first (the page cache keeps mapped pages)."""
+    C._mmap.madvise(mmap.MADV_DONTNEED)
+    fd = os.open(C.filename, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _read_direct(path, chunk=16 << 20):
+    """Read the whole file with O_DIRECT in chunk-byte requests (no page cache)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, chunk)  # page aligned, as O_DIRECT needs
+    try:
+        offset = 0
+        while True:
+            n = os.preadv(fd, [buf], offset)
+            if n <= 0:
+                return offset
+            offset += n
+    finally:
+        os.close(fd)
+        buf.close()
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +118,48 @@ def test_hnm_exact_screen(benchmark, data, ratios, hnm_result):
     agreement = float((result.indices == hnm_result.indices).mean())
     ratios.note(f"screen='exact' ids equal to the default's: {agreement:.4%} "
                 "(rest: float32 near-ties, which the default's rescore orders in double)")
+
+
+def test_cold_page_cache(benchmark, data, ratios, hnm_result):
+    Q, C = data
+    path = C.filename
+    if (not hasattr(os, "posix_fadvise") or not hasattr(os, "O_DIRECT")
+            or not hasattr(mmap, "MADV_DONTNEED") or getattr(C, "_mmap", None) is None):
+        pytest.skip("needs posix_fadvise, madvise and O_DIRECT")
+    try:
+        _read_direct(path)
+    except OSError as exc:  # e.g. tmpfs: no O_DIRECT
+        pytest.skip(f"O_DIRECT reads fail here: {exc}")
+    results = []
+
+    def cold_search():
+        _evict(C)
+        results.append(hnm.search_hard_pairs(Q, C, K).indices)
+
+    def cold_read():
+        _evict(C)
+        np.asarray(C).view(np.uint8)[::4096].sum()  # one byte per page, in order
+
+    timed = {"hnm warm": lambda: hnm.search_hard_pairs(Q, C, K),
+             "hnm cold page cache": cold_search,
+             "file read, cold page cache": cold_read,
+             "file read, O_DIRECT": lambda: _read_direct(path)}
+    benchmark.group = GROUP
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # the timings are below
+    wall, cpu = interleaved_medians(timed, rounds=2)
+    for r in results:
+        np.testing.assert_array_equal(r, hnm_result.indices)
+    size = C.nbytes / 1e6
+    for name in timed:
+        rate = f", {size / wall[name]:.0f} MB/s" if name.startswith("file") else ""
+        ratios.note(f"{name}: wall median {wall[name]:.3f} s, CPU median {cpu[name]:.3f} s{rate}")
+        benchmark.extra_info[f"{name} wall"] = wall[name]
+        benchmark.extra_info[f"{name} cpu"] = cpu[name]
+    ratios.note(f"hnm cold / warm: wall {wall['hnm cold page cache'] / wall['hnm warm']:.3f}, "
+                f"CPU {cpu['hnm cold page cache'] / cpu['hnm warm']:.3f} (the CPU difference: "
+                "faulting the file in through the page cache)")
+    # the evictions leave the file out of the cache: warm it again for later tests
+    np.asarray(C).view(np.uint8)[::4096].sum()
 
 
 def test_gemm_floor(benchmark, data, ratios):
