@@ -70,6 +70,7 @@ STRATEGIES = {
     "relative_margin=0.05": {**OFF, "relative_margin": 0.05},
     "absolute_margin=0.05": {**OFF, "absolute_margin": 0.05},
     "band=(30,100) random": {**OFF, "band": (30, 100), "sampling": "random"},
+    "random (0,50) + duplicates": {"band": (0, 50), "sampling": "random"},
     "duplicate_threshold=0.9": {**OFF, "duplicate_threshold": 0.9},
     "simans (0,100)": {**OFF, "band": (0, 100), "sampling": "simans"},
     "random (0,100), lower_margin=0.2": {**OFF, "band": (0, 100), "sampling": "random",
