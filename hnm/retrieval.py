@@ -149,9 +149,9 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
        (the multi-similarity rule, Wang et al. 2019: a negative is informative
        if it scores above the hardest positive minus a margin);
     5. take ``k`` from the window: the closest (``sampling="top"``),
-       uniformly at random from the whole window (``"random"``), or by SimANS (``"simans"``, Zhou et
-       al. 2022): without replacement with probability proportional to
-       ``exp(-a (s - p - b)**2)``, ``(a, b) = simans``, i.e. most often the
+       uniformly at random from the whole window (``"random"``), or by SimANS
+       (``"simans"``, Zhou et al. 2022): without replacement with probability
+       proportional to ``exp(-a (s - p - b)**2)``, ``(a, b) = simans``, i.e. most often the
        candidates scoring about ``p + b``: ambiguous, neither too easy nor
        likely false negatives;
     6. add ``round(easy_ratio * n_hard)`` random negatives per query, drawn
@@ -175,12 +175,12 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
     +0.07 to +0.12, within 0.006 of the best except on the data with
     near-duplicates, where random negatives from a wider window
     (``band=(30, 100)``, or 5 drawn from the 50 closest) did 0.012 +/- 0.004
-    better (5 seeds, better on each; 0.02 to 0.04 worse at the smaller size). That gap
-    is not false negatives (the guard leaves none, and no guard does as well as
-    the guard there), nor repeats among the negatives (also dropping near-copies
-    of a closer negative: -0.004); every wider window or mix of the closest and
-    random ones that narrows it loses 0.007 to 0.08 on digits, so the defaults
-    stay the closest.
+    better (5 seeds, better on each; 0.02 to 0.04 worse at the smaller size).
+    That gap is not false negatives (the guard leaves none, and no guard does
+    as well as the guard there), nor repeats among the negatives (also dropping
+    near-copies of a closer negative: -0.004); every wider window or mix of the
+    closest and random ones that narrows it loses 0.007 to 0.08 on digits, so
+    the defaults stay the closest.
     Every margin tried cost recall: ``relative_margin=0.05`` gained +0.00 to
     +0.12 on topic data and lost 0.04 to 0.21 to random negatives on digits,
     where the positive is one same-class image among many; SimANS gained +0.02
