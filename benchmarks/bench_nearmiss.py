@@ -1,7 +1,8 @@
 """hnm.NearMiss against imbalanced-learn's NearMiss, same run, identical selections.
 
 - NearMiss-1 on make_classification(200,000, 50, weights=[0.95]) (about 10,000
-  minority samples): target >= 4x faster.
+  minority samples): target >= 4x faster. Also hnm on the same data + 100 (features
+  far from the origin, where an uncentred float32 screen could not certify rows).
 - NearMiss-2 on the same data: imbalanced-learn's ``kneighbors`` over every
   minority sample needs the 190,000 x 10,000 distance and index matrices (about
   30 GB), more than this machine has; it is timed on the first
@@ -73,6 +74,8 @@ def subset(big):
 @pytest.fixture(scope="module", autouse=True)
 def declare(ratios):
     ratios.compare("imblearn NearMiss-1", "hnm NearMiss-1", ">= 4 (speed-up)")
+    ratios.compare("imblearn NearMiss-1", "hnm NearMiss-1 (features + 100)",
+                   ">= 4 (speed-up, features offset by 100)")
     ratios.compare("imblearn NearMiss-2 (subset)", "hnm NearMiss-2 (subset)",
                    ">= 10 (speed-up, same subset)")
 
@@ -92,6 +95,25 @@ def test_nearmiss1(benchmark, big, ratios, name):
         ref.fit_resample(X, y)
         same = np.array_equal(ours.sample_indices_, ref.sample_indices_)
         ratios.note(f"NearMiss-1 sample_indices_ identical to imblearn's on 200,000 x 50: {same}")
+
+
+def test_nearmiss1_offset(benchmark, big, ratios):
+    """The same data moved 100 away from the origin (unscaled features): the
+    float32 screen runs on centred rows, so no row needs the float64 search."""
+    X, y = big
+    X = X + 100
+    benchmark.group = GROUP1
+    name = "hnm NearMiss-1 (features + 100)"
+    benchmark.pedantic(timed(name, lambda: NearMiss(version=1).fit_resample(X, y)), rounds=3,
+                       iterations=1)
+    ratios.record(benchmark, name)
+    note_cpu(ratios, "imblearn NearMiss-1", name)
+    ours, ref = NearMiss(version=1), ImblearnNearMiss(version=1)
+    ours.fit_resample(X, y)
+    ref.fit_resample(X, y)
+    same = np.array_equal(ours.sample_indices_, ref.sample_indices_)
+    ratios.note(f"NearMiss-1 on 200,000 x 50 + 100: sample_indices_ identical to imblearn's: "
+                f"{same}")
 
 
 @pytest.mark.parametrize("name", ["hnm NearMiss-2 (subset)", "imblearn NearMiss-2 (subset)"])
