@@ -28,6 +28,12 @@ def _similarity(queries, vectors, metric):
         return np.einsum("ij,ij->i", _unit_rows(q), _unit_rows(v))
     return -np.einsum("ij,ij->i", q - v, q - v)  # l2: minus the squared distance
 
+# the keyword options of mine(), which hnm.mine_hard_negatives and its dask twin pass on
+MINE_OPTIONS = ("k", "at_most", "band", "absolute_margin", "relative_margin",
+                "duplicate_threshold", "lower_margin", "max_score", "min_score", "sampling",
+                "simans", "easy_ratio", "exclude", "output", "metric", "random_state",
+                "query_offset")
+
 
 def mine(Q, positives, C, search, *, k, at_most, band, absolute_margin, relative_margin,
           duplicate_threshold, lower_margin, max_score, min_score, sampling, simans,

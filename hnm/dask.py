@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from . import pairs as _pairs
 from . import scoring as _scoring
 from ._nearest import _use_bf16, nearest
-from ._negatives import mine
+from ._negatives import MINE_OPTIONS, mine
 from ._ranking import check_k_band, merge_knn_results
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, _kernel_csr, _labels, _per_query,
                              _union_csr)
@@ -411,9 +411,5 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
         return _search(Q[rows], C, stop, metric, cap, exclusions, (None, None), split_every,
                        n_threads)
 
-    return mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
-                absolute_margin=absolute_margin, relative_margin=relative_margin,
-                duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
-                max_score=max_score, min_score=min_score, sampling=sampling, simans=simans,
-                easy_ratio=easy_ratio, exclude=exclude, output=output, metric=metric,
-                random_state=random_state, query_offset=query_offset)
+    given = locals()  # the pipeline's options, as given (metric checked)
+    return mine(Q, positives, C, search, **{name: given[name] for name in MINE_OPTIONS})

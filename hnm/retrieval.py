@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._negatives import mine
+from ._negatives import MINE_OPTIONS, mine
 from ._nearest import _use_bf16, nearest
 from ._search_inputs import DEFAULT_CANDIDATE_BLOCK, _check_search, _kernel_csr
 from ._threads import resolve_n_jobs
@@ -322,9 +322,5 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
                        n_threads=n_threads, block_size=c_block, bf16=bf16,
                        progress=progress, name="mine_hard_negatives")
 
-    return mine(Q, positives, C, search, k=k, at_most=at_most, band=band,
-                absolute_margin=absolute_margin, relative_margin=relative_margin,
-                duplicate_threshold=duplicate_threshold, lower_margin=lower_margin,
-                max_score=max_score, min_score=min_score, sampling=sampling, simans=simans,
-                easy_ratio=easy_ratio, exclude=exclude, output=output, metric=metric,
-                random_state=random_state, query_offset=query_offset)
+    given = locals()  # the pipeline's options, as given (metric checked)
+    return mine(Q, positives, C, search, **{name: given[name] for name in MINE_OPTIONS})

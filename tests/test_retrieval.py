@@ -413,3 +413,11 @@ def test_band_stop_none_runs_to_the_end_and_at_most_takes_the_whole_band(rng):
         again = mine_hard_negatives(Q, np.arange(3), C, k=11, at_most=True, n_jobs=n_jobs,
                                     **kw)
         assert again.negative.tobytes() == whole.negative.tobytes()
+
+
+def test_the_fronts_pass_every_option_of_the_pipeline():
+    import inspect
+
+    from hnm._negatives import MINE_OPTIONS, mine
+    assert tuple(inspect.signature(mine).parameters)[4:] == MINE_OPTIONS
+    assert set(MINE_OPTIONS) <= set(inspect.signature(mine_hard_negatives).parameters)
