@@ -181,12 +181,18 @@ cdef inline long long _columns(const int64_t* y, intp_t n_rows, long long y_min,
                                uint64_t* seen) noexcept nogil:
     """cols[i] = column of y[i] (-1: unknown) for n_rows <= ROWS labels; returns the
     unknown count. With ``seen``, stores the bit set of the columns (< 64) found:
-    one pass over the labels serves both."""
+    one pass over the labels serves both. ``table=NULL``: the identity table of
+    ``n_table`` entries (labels 0..n_table-1 are their own columns, no lookup)."""
     cdef intp_t i, c
     cdef long long unknown = 0
     cdef uint64_t bits = 0
+    cdef uint64_t t
     for i in range(n_rows):
-        c = _column(y[i], y_min, table, n_table)
+        if table == NULL:
+            t = <uint64_t> y[i] - <uint64_t> y_min
+            c = <intp_t> t if t < <uint64_t> n_table else -1
+        else:
+            c = _column(y[i], y_min, table, n_table)
         cols[i] = c
         unknown += c < 0
         if 0 <= c < 64:
@@ -198,12 +204,13 @@ cdef inline long long _columns(const int64_t* y, intp_t n_rows, long long y_min,
 
 cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                             long long y_min, const intp_t* table, intp_t n_table,
-                            bint hinge, floating* out, uint64_t* seen) noexcept nogil:
+                            bint hinge, floating* out, uint64_t* seen,
+                            const intp_t* lookup) noexcept nogil:
     """Margins (or hinges) of n_rows <= ROWS rows, in vectors (_rowmax.h); a block
     holding a NaN or infinity is rescanned row by row to count those rows."""
     cdef intp_t cols[ROWS]
     cdef intp_t i
-    cdef long long packed = _columns(y, n_rows, y_min, table, n_table, cols, seen)
+    cdef long long packed = _columns(y, n_rows, y_min, lookup, n_table, cols, seen)
     cdef int nonfinite
     if floating is float:
         nonfinite = hnm_margin_block_f32(S, C, n_rows, cols, out)
@@ -223,12 +230,13 @@ cdef long long _margin_rows(const floating* S, intp_t C, intp_t n_rows, const in
 cdef long long _proba_rows(const floating* S, intp_t C, intp_t n_rows, const int64_t* y,
                            long long y_min, const intp_t* table, intp_t n_table,
                            int measure, double eps, double sum_tol,
-                           floating* out, uint64_t* seen) noexcept nogil:
+                           floating* out, uint64_t* seen,
+                           const intp_t* lookup) noexcept nogil:
     """log_loss or confidence of n_rows <= ROWS rows: validated and read in vectors
     (_rowmax.h); a block with an invalid row is rescanned by _block to count."""
     cdef intp_t cols[ROWS]
     cdef intp_t i
-    cdef long long packed = _columns(y, n_rows, y_min, table, n_table, cols, seen)
+    cdef long long packed = _columns(y, n_rows, y_min, lookup, n_table, cols, seen)
     cdef int invalid
     cdef double v
     if floating is float:
@@ -273,6 +281,13 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
     cdef intp_t b, start, stop
     cdef long long n_label = 0, n_fin = 0, n_prob = 0, packed
     cdef uint64_t* seen_b
+    # labels that are their own columns (the usual 0..C-1): no table lookup per row
+    cdef const intp_t* lookup = NULL
+    cdef intp_t j
+    for j in range(n_table):
+        if table[j] != j or n_table > 4096:
+            lookup = &table[0]
+            break
     # dynamic: a thread the OS preempts on a busy machine leaves its blocks to the
     # others instead of holding up the whole call (results do not depend on it)
     for b in prange(n_blocks, schedule="dynamic", chunksize=64, num_threads=n_threads):
@@ -281,13 +296,15 @@ cdef void _rows_measure(const floating[:, ::1] S, const int64_t[::1] y, long lon
         seen_b = &seen[b] if seen != NULL else NULL
         if measure == MARGIN or measure == HINGE:
             packed = _margin_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                  n_table, measure == HINGE, &out[start], seen_b)
+                                  n_table, measure == HINGE, &out[start], seen_b, lookup)
         elif measure == LOG_LOSS:
             packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                 n_table, LOG_LOSS, eps, sum_tol, &out[start], seen_b)
+                                 n_table, LOG_LOSS, eps, sum_tol, &out[start], seen_b,
+                                 lookup)
         elif measure == CONFIDENCE:
             packed = _proba_rows(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
-                                 n_table, CONFIDENCE, eps, sum_tol, &out[start], seen_b)
+                                 n_table, CONFIDENCE, eps, sum_tol, &out[start], seen_b,
+                                 lookup)
         else:
             packed = _block(&S[start, 0], C, stop - start, &y[start], y_min, &table[0],
                             n_table, ENTROPY, eps, sum_tol, &out[start])
