@@ -7,7 +7,7 @@ front of it::
     d = hnm.difficulty(y, model.predict_proba(X))      # higher is harder
     hardest = hnm.topk(d, 1000).indices                # the 1000 hardest
     pairs = hnm.search_hard_pairs(queries, corpus, 10) # exact nearest candidates
-    mined = hnm.mine_hard_negatives(queries, positive_ids, corpus, num_negatives=5)
+    mined = hnm.mine_hard_negatives(queries, positive_ids, corpus, k=5)
     hnm.HardNegativeResampler()    # an imbalanced-learn sampler keeping hard negatives
     hnm.HardMiningClassifier(LogisticRegression())     # iterative mining, a meta-estimator
 
