@@ -16,6 +16,7 @@ from ._threads import single_threaded_blas
 from ._progress import progress_bar
 from ._ranking import sort_heaps
 from ._validation import check_option
+from ._direct_read import candidate_spans
 from ._search_inputs import DEFAULT_QUERY_BLOCK, call_span, _NO_LABELS, _scaled
 
 # Below this many candidates the heaps' roots stay loose for much of the stream
@@ -102,8 +103,7 @@ def nearest(Q, C, stop, metric, cap, exclusions, labels=(None, None), *, exclude
     # With a single thread of ours, BLAS may parallelise the GEMMs itself.
     blas_limit = single_threaded_blas() if threads > 1 else nullcontext()
     with blas_limit, progress_bar(progress, n_c, name, "candidates") as bar:
-        for c0 in range(0, n_c, span):
-            block = C[c0:c0 + span]
+        for c0, block in candidate_spans(C, span):
             if not native:
                 block = np.ascontiguousarray(block, dtype=dtype)
             block, c_scale = _scaled(block, metric, metric_code, "candidates")
