@@ -27,6 +27,7 @@ from . import _pairs
 from ._threads import resolve_n_jobs, single_threaded_blas as _single_threaded_blas
 from ._progress import progress_bar
 from ._ranking import sort_heaps
+from ._direct_read import candidate_spans
 from ._search_inputs import (DEFAULT_CANDIDATE_BLOCK, DEFAULT_QUERY_BLOCK, call_span,
                              _NO_LABELS, _check_search, _exclusions, _labels, _scaled,
                              with_stream_parameters)
@@ -135,8 +136,8 @@ def search_farthest(queries, candidates, k, *, metric="cosine", exclude=None,
     n_nan = 0
     blas_limit = _single_threaded_blas() if n_threads > 1 else nullcontext()
     with blas_limit, progress_bar(progress, n_c, "search_farthest", "candidates") as bar:
-        for c0 in range(0, n_c, span):
-            block, c_scale = _turned_block(as_working(C[c0:c0 + span], dtype, "candidates"),
+        for c0, block in candidate_spans(C, span):
+            block, c_scale = _turned_block(as_working(block, dtype, "candidates"),
                                            metric)
             for g, part, part_scale, offset, labels in _tasks(groups, block, c_scale, c0,
                                                               c_lab, same_label):
