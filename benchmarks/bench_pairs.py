@@ -12,7 +12,9 @@ extra anonymous memory < 1 GiB and independent of the number of candidates.
 test_cold_page_cache: where the time of a memmap search goes when the file is not
 in the page cache (evicted with posix_fadvise before each call, as for a corpus
 larger than RAM): hnm warm vs cold, against reading the file alone through the
-page cache and with O_DIRECT (the disk's own rate), wall and CPU medians.
+page cache and with O_DIRECT (the disk's own rate), wall and CPU medians; and hnm
+cold with its candidate spans read by O_DIRECT (``HNM_DIRECT_IO=1``, hnm/_direct_read.py;
+"hnm cold page cache" forces ``HNM_DIRECT_IO=0``, the mapping).
 
 Sizes: HNM_BENCH_PAIRS_NQ / HNM_BENCH_PAIRS_NC. This machine sets
 OPENBLAS_CORETYPE; run with ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` to let
@@ -132,9 +134,11 @@ def test_cold_page_cache(benchmark, data, ratios, hnm_result):
         pytest.skip(f"O_DIRECT reads fail here: {exc}")
     results = []
 
-    def cold_search():
+    def cold_search(direct="0"):  # HNM_DIRECT_IO: "0" the mapping, "1" O_DIRECT spans
         _evict(C)
-        results.append(hnm.search_hard_pairs(Q, C, K).indices)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HNM_DIRECT_IO", direct)
+            results.append(hnm.search_hard_pairs(Q, C, K).indices)
 
     def cold_read():
         _evict(C)
@@ -142,6 +146,7 @@ def test_cold_page_cache(benchmark, data, ratios, hnm_result):
 
     timed = {"hnm warm": lambda: hnm.search_hard_pairs(Q, C, K),
              "hnm cold page cache": cold_search,
+             "hnm cold, O_DIRECT spans": lambda: cold_search("1"),
              "file read, cold page cache": cold_read,
              "file read, O_DIRECT": lambda: _read_direct(path)}
     benchmark.group = GROUP
@@ -158,6 +163,10 @@ def test_cold_page_cache(benchmark, data, ratios, hnm_result):
     ratios.note(f"hnm cold / warm: wall {wall['hnm cold page cache'] / wall['hnm warm']:.3f}, "
                 f"CPU {cpu['hnm cold page cache'] / cpu['hnm warm']:.3f} (the CPU difference: "
                 "faulting the file in through the page cache)")
+    ratios.note(f"hnm cold O_DIRECT spans / cold page cache: wall "
+                f"{wall['hnm cold, O_DIRECT spans'] / wall['hnm cold page cache']:.3f}, CPU "
+                f"{cpu['hnm cold, O_DIRECT spans'] / cpu['hnm cold page cache']:.3f}; / warm: "
+                f"wall {wall['hnm cold, O_DIRECT spans'] / wall['hnm warm']:.3f}")
     # the evictions leave the file out of the cache: warm it again for later tests
     np.asarray(C).view(np.uint8)[::4096].sum()
 
