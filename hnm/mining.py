@@ -146,7 +146,9 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         seeds, LogisticRegression and LinearSVC) the worst mean was 98.1% of
         the full-data AP with 5 rounds and uniform_mix=0.2, 97.2-97.6% with
         3 or 5 rounds at uniform_mix=0.5; later rounds score the negatives
-        with better models.
+        with better models. A maximum: with held-out data the rounds stop
+        after ``n_iter_no_change`` rounds without improvement (the kept
+        round was 0-5 in that matrix, 3-6 rounds run).
     negative_classes : "majority" or array-like, default="majority"
         The classes whose examples are mined. The others are always kept.
     max_negatives : "balanced", int or float, default="balanced"
