@@ -107,6 +107,18 @@ def search_hard_pairs(queries, candidates, k=None, *, at_most=False, metric="cos
         A query with fewer than ``k`` eligible candidates is padded with index
         -1 and score -inf ("ip", "cosine") or +inf ("l2").
 
+    Notes
+    -----
+    A read-only ``np.memmap`` of candidates larger than the memory available
+    for the page cache (``MemAvailable``), or mostly not in it, is read with
+    O_DIRECT by a reader thread ahead of the GEMMs, into three reused buffers of
+    about 32 MiB (the disk's own rate instead of the page cache's read path, and
+    the page cache is left alone); the spans are the same bytes, so the result
+    is identical. The environment variable ``HNM_DIRECT_IO=0`` turns it off,
+    ``HNM_DIRECT_IO=1`` uses it for every file memmap; where O_DIRECT is refused
+    (tmpfs, some overlays) or the memmap is writable or copy-on-write, the
+    mapping is read, silently.
+
     Examples
     --------
     >>> import numpy as np
