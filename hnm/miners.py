@@ -1202,8 +1202,15 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
     n_neg = ctx.n_r - cnt_r
     need_p = 2 if ctx.self_mode else 1
     ok_label = (cnt_r >= need_p) & (n_neg >= 1)
-    per_anchor = np.where(ok_label[ctx.la], cnt_r[ctx.la], 0)
-    A, P, N = [], [], []
+    per_anchor = np.where(ok_label[ctx.la], cnt_r[ctx.la], 0).astype(np.int64)
+    # written in place in PML's order (by anchor label, then anchor): no lists
+    # of pieces and no final sort, whose copies would triple the result's size
+    pml = np.argsort(ctx.la, kind="stable")
+    start = np.empty(ctx.n_a, dtype=np.int64)
+    start[pml] = np.cumsum(per_anchor[pml]) - per_anchor[pml]
+    P = np.empty(int(per_anchor.sum()), dtype=np.intp)
+    N = np.empty_like(P)
+    used = np.zeros(ctx.n_a, dtype=bool)
     order_r = np.argsort(ctx.lr, kind="stable")
     bounds_r = np.searchsorted(ctx.lr[order_r], np.arange(ctx.n_labels + 1))
     for r0, r1, K, same, diff in ctx.row_blocks():
@@ -1234,14 +1241,14 @@ def distance_weighted(embeddings, labels, ref_embeddings=None, ref_labels=None, 
                 u2 = rng.random_sample(int(zero.sum())) * cdf[-1]
                 n[zero] = np.minimum(np.searchsorted(cdf, u2, side="right"), ctx.n_r - 1)
                 zero = w[i, n] == 0
-            A.append(np.full(k, a, dtype=np.int64))
-            P.append(p.astype(np.int64))
-            N.append(n.astype(np.int64))
-    if not A:
-        return _EMPTY.copy(), _EMPTY.copy(), _EMPTY.copy()
-    A, P, N = np.concatenate(A), np.concatenate(P), np.concatenate(N)
-    order = np.argsort(ctx.la[A], kind="stable")  # PML groups by anchor label
-    return A[order], P[order], N[order]
+            P[start[a]:start[a] + k] = p
+            N[start[a]:start[a] + k] = n
+            used[a] = True
+    A = np.repeat(pml, np.where(used, per_anchor, 0)[pml]).astype(np.intp)
+    if A.size < P.size:  # anchors whose weights are all zero: drop their slots
+        keep = np.repeat(used[pml], per_anchor[pml])
+        P, N = P[keep], N[keep]
+    return A, P, N
 
 
 @_kernel_threads
