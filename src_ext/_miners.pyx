@@ -142,23 +142,17 @@ cdef inline floating _squared_bound(int op, floating off, floating thr) noexcept
     cdef int64_t lo = -1, mid
     cdef int64_t hi = 0x7F800000 if floating is float32_t else 0x7FF0000000000000
     cdef int64_t top = hi
-    if op == OP_GT:
-        # smallest passing bits in [0, top); hi = top means none
-        while hi - lo > 1:
-            mid = lo + (hi - lo) // 2
-            if _root_passes(_of_bits(mid, off), op, off, thr):
-                hi = mid
-            else:
-                lo = mid
-        return <floating> INFINITY if hi == top else _of_bits(hi, off)
-    # largest passing bits in [0, top); lo = -1 means none
-    hi = top
+    cdef bint up = op == OP_GT  # the passing t: an upper set (">") or a lower one
+    # bisect [0, top) for the edge: smallest passing bits (">"; hi = top: none)
+    # or largest passing bits ("<"; lo = -1: none)
     while hi - lo > 1:
         mid = lo + (hi - lo) // 2
-        if _root_passes(_of_bits(mid, off), op, off, thr):
-            lo = mid
-        else:
+        if _root_passes(_of_bits(mid, off), op, off, thr) == up:
             hi = mid
+        else:
+            lo = mid
+    if up:
+        return <floating> INFINITY if hi == top else _of_bits(hi, off)
     return -<floating> INFINITY if lo == -1 else _of_bits(lo, off)
 
 
