@@ -83,18 +83,19 @@ def from_npy(path, rows_per_block):
     return da.concatenate(blocks, axis=0)
 
 
-def _block_flat(block, offsets, shape, stop, largest, nan_policy):
+def _block_flat(block, offsets, shape, stop, largest, nan_policy, n_jobs):
     k = min(stop, block.size)
-    values, local = _topk(block, k, largest=largest, nan_policy=nan_policy)
+    values, local = _topk(block, k, largest=largest, nan_policy=nan_policy, n_jobs=n_jobs)
     valid = local >= 0
     coords = np.unravel_index(np.where(valid, local, 0), block.shape)
     glob = np.ravel_multi_index(tuple(c + o for c, o in zip(coords, offsets)), shape)
     return values, np.where(valid, glob, -1).astype(np.intp)
 
 
-def _block_rows(block, col_offset, stop, largest, nan_policy):
+def _block_rows(block, col_offset, stop, largest, nan_policy, n_jobs):
     k = min(stop, block.shape[1])
-    values, local = _topk(block, k, axis=-1, largest=largest, nan_policy=nan_policy)
+    values, local = _topk(block, k, axis=-1, largest=largest, nan_policy=nan_policy,
+                          n_jobs=n_jobs)
     return values, np.where(local >= 0, local + col_offset, -1).astype(np.intp)
 
 
@@ -112,7 +113,7 @@ def _tree(parts, stop, largest, split_every):
 
 
 def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="raise",
-         split_every=8):
+         at_most=False, n_jobs=None, split_every=8):
     """:func:`hnm.topk` over a dask array, block by block, merged exactly.
 
     Parameters
@@ -121,9 +122,11 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="rais
         Any shape with ``axis=None`` (flat C-order indices); 2-D with
         ``axis=-1``/1 (top-k of every row; the rows may be split into column
         blocks).
-    k, largest, band, nan_policy
+    k, largest, band, nan_policy, at_most
         As for :func:`hnm.topk`.
     axis : {None, -1, 1}, default=None
+    n_jobs : int, optional
+        Threads of each block's kernel call (as for :func:`hnm.topk`).
     split_every : int, default=8
         How many partial results one merge task combines.
 
@@ -154,7 +157,8 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="rais
         if x.ndim != 2 or axis not in (-1, 1):
             raise ValueError("hnm.dask.topk supports axis=None, or axis=-1/1 on a 2-D array.")
     n = x.size if axis is None else x.shape[1]
-    start, stop = check_k_band(k, band, n)
+    start, stop = check_k_band(k, band, n, at_most=at_most)
+    n_jobs = resolve_n_jobs(n_jobs)
 
     blocks = x.to_delayed()
     offsets = [np.cumsum((0,) + c[:-1]) for c in x.chunks]
@@ -163,14 +167,15 @@ def topk(scores, k=None, *, largest=True, axis=None, band=None, nan_policy="rais
         for index in np.ndindex(blocks.shape):
             origin = tuple(int(offsets[d][i]) for d, i in enumerate(index))
             parts.append(dask.delayed(_block_flat)(blocks[index], origin, x.shape, stop,
-                                                   largest, nan_policy))
+                                                   largest, nan_policy, n_jobs))
         values, indices = dask.compute(_tree(parts, stop, largest, split_every))[0]
         values, indices = values[start:], indices[start:]
     else:
         row_results = []
         for i in range(blocks.shape[0]):
             parts = [dask.delayed(_block_rows)(blocks[i, j], int(offsets[1][j]), stop, largest,
-                                               nan_policy) for j in range(blocks.shape[1])]
+                                               nan_policy, n_jobs)
+                     for j in range(blocks.shape[1])]
             row_results.append(_tree(parts, stop, largest, split_every))
         computed = dask.compute(*row_results)
         values = np.concatenate([v for v, _ in computed], axis=0)[:, start:]
@@ -189,11 +194,12 @@ def _as_dask_2d(a, name):
     return a.rechunk({1: -1})  # blocks of whole rows
 
 
-def _score_block(y, S, measure, labels):
-    return _scoring.difficulty(y.reshape(-1), S, measure=measure, labels=labels)
+def _score_block(y, S, measure, labels, n_jobs):
+    return _scoring.difficulty(y.reshape(-1), S, measure=measure, labels=labels,
+                              n_jobs=n_jobs)
 
 
-def difficulty(y_true, y_score, *, measure="margin", labels=None):
+def difficulty(y_true, y_score, *, measure="margin", labels=None, n_jobs=None):
     """:func:`hnm.difficulty` over a dask array, lazily, one block of rows at a time.
 
     Parameters
@@ -204,6 +210,8 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None):
     measure, labels
         As for :func:`hnm.difficulty`. Without ``labels`` the distinct labels
         are computed first (one pass over ``y_true``).
+    n_jobs : int, optional
+        Threads of each block's kernel call (as for :func:`hnm.difficulty`).
 
     Returns
     -------
@@ -220,6 +228,7 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None):
     array([-0.8,  0.2, -0.6])
     """
     check_option(measure, "measure", _scoring.MEASURES)
+    n_jobs = resolve_n_jobs(n_jobs)
     S = y_score if isinstance(y_score, da.Array) else da.asarray(y_score)
     if S.ndim not in (1, 2):
         raise ValueError(f"y_score must be 1-D or 2-D, got a {S.ndim}-D array.")
@@ -245,9 +254,9 @@ def difficulty(y_true, y_score, *, measure="margin", labels=None):
     if S.ndim == 2:
         # labels as a column, so that its blocks line up with the rows of S
         return da.map_blocks(_score_block, y[:, None], S, measure=measure, labels=labels,
-                             dtype=out_dtype, drop_axis=1, chunks=(S.chunks[0],))
+                             n_jobs=n_jobs, dtype=out_dtype, drop_axis=1, chunks=(S.chunks[0],))
     return da.map_blocks(_score_block, y, S, measure=measure, labels=labels,
-                         dtype=out_dtype)
+                         n_jobs=n_jobs, dtype=out_dtype)
 
 
 def _local_exclusions(indptr, ids, offset, size):

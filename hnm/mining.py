@@ -578,7 +578,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 guarded, self.noise_indices_, _ = self._guard(est, c, proba_pool, d, pool)
                 if banded:  # the window of ranks drawn from, and its range of difficulty
                     window = np.zeros(pool.size, dtype=bool)
-                    window[select_hardest(d, band=self._band_, at_most=True)] = True
+                    window[select_hardest(d, band=self._band_, at_most=True,
+                                          n_jobs=self.n_jobs)] = True
             # the suspects are drawn like every other negative: their weights already
             # make them count as in the full data (taking their boost away cost up to
             # 0.8 points of AP in bench_mining_quality.py)
@@ -708,7 +709,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """The fixed guard: the hardest ``floor(noise_fraction * n)``."""
         mask = np.zeros(d.size, dtype=bool)
         n = n_noise(self.noise_fraction, d.size)
-        order = select_hardest(d, n) if n else np.empty(0, dtype=np.intp)
+        order = select_hardest(d, n, n_jobs=self.n_jobs) if n else np.empty(0, dtype=np.intp)
         mask[order] = True
         return mask, order
 
@@ -840,7 +841,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             overflow = int(cached.sum()) + new.size - budget
             if overflow > 0:  # evict the cached negatives that became easiest
                 old = np.flatnonzero(cached)
-                drop = old[select_hardest(-d[old], overflow)]
+                drop = old[select_hardest(-d[old], overflow, n_jobs=self.n_jobs)]
                 cached[drop] = False
                 evicted += overflow
             cached[new] = True
@@ -926,12 +927,13 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.selection == "hardest":  # the first n_hard ranks of the window
             end = start + n_hard if stop is None else min(stop, start + n_hard)
             picked = select_hardest(dc, band=(start, end), at_most=True,
-                                    noise_fraction=noise_fraction)
+                                    noise_fraction=noise_fraction, n_jobs=self.n_jobs)
         elif self.selection == "sample":  # drawn from the window
             window = select_hardest(dc, band=(start, stop), at_most=True,
-                                    noise_fraction=noise_fraction)
+                                    noise_fraction=noise_fraction, n_jobs=self.n_jobs)
             picked = window[sample_by_difficulty(dc[window], n_hard, temperature=self.temperature,
-                                                 random_state=rng, at_most=True)
+                                                 random_state=rng, at_most=True,
+                                                 n_jobs=self.n_jobs)
                             ] if window.size else window
         else:  # semi_hard: margin = -difficulty
             picked = select_semi_hard(-dc, self.semi_hard_margin, k=n_hard, at_most=True)

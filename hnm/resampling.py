@@ -415,7 +415,7 @@ class HardNegativeResampler(BaseUnderSampler):
             w_hard = np.ones(hard.size)
         else:
             hard = window[sample_by_difficulty(d[window], n_hard, temperature=self.temperature,
-                                               random_state=rng)]
+                                               random_state=rng, n_jobs=self.n_jobs)]
             # successive sampling has no closed-form inclusion probabilities: the
             # Poisson approximation min(1, c * exp(d / T)) with sum = n_hard
             z = d[window] / self.temperature
@@ -464,10 +464,11 @@ class HardNegativeResampler(BaseUnderSampler):
                 f"class {np.asarray(label).item()!r} left after the noise guard, but its budget needs {need}; "
                 "widen the band or lower sampling_strategy.")
         if self.selection == "hardest":
-            return pool[select_hardest(d[pool], band=(start, start + need))]
+            return pool[select_hardest(d[pool], band=(start, start + need),
+                                       n_jobs=self.n_jobs)]
         if start == 0 and stop == pool.size:
             return pool  # the whole pool: nothing to rank
-        return np.sort(pool[select_hardest(d[pool], band=(start, stop))])
+        return np.sort(pool[select_hardest(d[pool], band=(start, stop), n_jobs=self.n_jobs)])
 
     def _expand(self, X, members, pool, hard):
         """Each hard example followed by its nearest same-class neighbours outside

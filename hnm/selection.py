@@ -262,7 +262,7 @@ def _topk_rows(x, k, sign, wdt, chunk_size, nan_policy, bar, n_jobs):
 
 
 def select_hardest(difficulty, k=None, *, fraction=None, band=None, min_keep=1,
-                   noise_fraction=0.0, at_most=False):
+                   noise_fraction=0.0, at_most=False, n_jobs=None):
     """Indices of the hardest examples (OHEM), optionally a rank band past a noise guard.
 
     Online hard example mining (Shrivastava et al., 2016) keeps the top-k losses of
@@ -297,6 +297,8 @@ def select_hardest(difficulty, k=None, *, fraction=None, band=None, min_keep=1,
         Take what is left when fewer than ``k`` examples (or than a band's
         ``stop``) remain after the noise guard, instead of raising
         ``ValueError``; the result may then be shorter, or empty.
+    n_jobs : int, optional
+        Threads of the selection (as for :func:`topk`).
 
     Returns
     -------
@@ -337,11 +339,11 @@ def select_hardest(difficulty, k=None, *, fraction=None, band=None, min_keep=1,
         start, stop = check_k_band(k, band, available, what, at_most=at_most)
     if start >= stop:
         return np.empty(0, dtype=np.intp)
-    return _top_difficulty(d, (guard + start, guard + stop))
+    return _top_difficulty(d, (guard + start, guard + stop), n_jobs=n_jobs)
 
 
 def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
-                         random_state=None, at_most=False):
+                         random_state=None, at_most=False, n_jobs=None):
     """Sample ``k`` examples without replacement, favouring hard ones.
 
     Each example is drawn with probability proportional to
@@ -371,6 +373,8 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
     at_most : bool, default=False
         Draw all that are left when fewer than ``k`` are, instead of raising
         ``ValueError``.
+    n_jobs : int, optional
+        Threads of the selection (as for :func:`topk`).
 
     Returns
     -------
@@ -398,8 +402,8 @@ def sample_by_difficulty(difficulty, k, *, temperature=1.0, noise_fraction=0.0,
     rng = check_random_state(random_state)
     keys = d.astype(np.float64) / temperature + rng.gumbel(size=n)
     if guard:
-        keys[topk(d, guard).indices] = -np.inf
-    return topk(keys, k).indices
+        keys[topk(d, guard, n_jobs=n_jobs).indices] = -np.inf
+    return topk(keys, k, n_jobs=n_jobs).indices
 
 
 Blend = namedtuple("Blend", ["indices", "is_hard"])
@@ -699,10 +703,10 @@ def select_quantile_window(difficulty, low, high):
     return _top_difficulty(d, (start, stop), largest=False)
 
 
-def _top_difficulty(d, band, largest=True):
+def _top_difficulty(d, band, largest=True, n_jobs=None):
     """topk's indices for a band of a difficulty array, NaN named as difficulty."""
     try:
-        return topk(d, band=band, largest=largest).indices
+        return topk(d, band=band, largest=largest, n_jobs=n_jobs).indices
     except ValueError as exc:
         if str(exc).startswith("scores contains NaN"):
             raise ValueError("difficulty contains NaN.") from None

@@ -189,3 +189,26 @@ def test_on_a_two_worker_cluster_over_memmaps(client, tmp_path, rng):
     d = hnm.dask.difficulty(da.from_array(y, chunks=700), da.from_array(P, chunks=(700, 4)),
                             measure="log_loss").compute()
     np.testing.assert_array_equal(d, hnm.difficulty(y, P, measure="log_loss"))
+
+
+def test_topk_and_difficulty_take_n_jobs_and_at_most():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(5000).astype(np.float32)
+    dx = da.from_array(x, chunks=700)
+    ref = hnm.topk(x, 10)
+    for n_jobs in (1, 2):
+        got = hnm.dask.topk(dx, 10, n_jobs=n_jobs)
+        np.testing.assert_array_equal(got.indices, ref.indices)
+    with pytest.raises(ValueError, match="at_most"):
+        hnm.dask.topk(dx, 6000)
+    np.testing.assert_array_equal(hnm.dask.topk(dx, 6000, at_most=True).indices,
+                                  hnm.topk(x, 6000, at_most=True).indices)
+    with pytest.raises(ValueError, match="n_jobs"):
+        hnm.dask.topk(dx, 3, n_jobs=0)
+    y = rng.integers(0, 3, 4000)
+    P = rng.dirichlet(np.ones(3), 4000)
+    dP = da.from_array(P, chunks=(900, 3))
+    expected = hnm.difficulty(y, P, labels=[0, 1, 2])
+    for n_jobs in (1, 2):
+        np.testing.assert_array_equal(
+            hnm.dask.difficulty(y, dP, labels=[0, 1, 2], n_jobs=n_jobs).compute(), expected)
