@@ -26,7 +26,7 @@ from libc.math cimport sqrt, sqrtf, INFINITY
 from libc.stdlib cimport malloc, realloc, free, calloc
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from _gemm cimport gemm_bt
 
 import numpy as np
 
@@ -48,19 +48,6 @@ OPS = {">": OP_GT, "<": OP_LT}
 cdef enum:
     BM = 64     # anchors per thread task
     BN = 1024   # references per GEMM tile
-
-
-cdef inline void _gemm(const floating* A, const floating* B, floating* T, int m, int n,
-                       int d) noexcept nogil:
-    """T (n x m, row-major) = B (n x d, row-major) . A (m x d, row-major)^T."""
-    cdef char ta = b"T"
-    cdef char tb = b"N"
-    cdef floating one = 1.0
-    cdef floating zero = 0.0
-    if floating is float32_t:
-        sgemm(&ta, &tb, &m, &n, &d, &one, <float*> A, &d, <float*> B, &d, &zero, T, &m)
-    else:
-        dgemm(&ta, &tb, &m, &n, &d, &one, <double*> A, &d, <double*> B, &d, &zero, T, &m)
 
 
 cdef extern from *:
@@ -243,7 +230,7 @@ def keys_tile(const floating[:, ::1] A, const floating[::1] inv_a, const floatin
         for b in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
             i0 = b * BM
             i1 = i0 + BM if i0 + BM < m else m
-            _gemm(&R[0, 0], &A[i0, 0], &out[i0, 0], <int> n, <int> (i1 - i0), d)
+            gemm_bt(&R[0, 0], &A[i0, 0], &out[i0, 0], <int> n, <int> (i1 - i0), d)
             for i in range(i0, i1):
                 _row_keys(&out[i, 0], n, inv_a[i], sq_a[i], &inv_r[0], &sq_r[0], cosine)
 
@@ -439,7 +426,7 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
                     j0 = jb * BN
                     j1 = j0 + BN if j0 + BN < n else n
                     nb = j1 - j0
-                    _gemm(&R[j0, 0], &A[i0, 0], T, <int> nb, <int> (i1 - i0), d)
+                    gemm_bt(&R[j0, 0], &A[i0, 0], T, <int> nb, <int> (i1 - i0), d)
                     for ii in range(i1 - i0):
                         gi = i0 + ii
                         lab = la[gi]

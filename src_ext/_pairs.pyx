@@ -10,7 +10,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, fabs, INFINITY
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport uint32_t, uint64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from _gemm cimport gemm_bt
 
 from _typedefs cimport intp_t, float32_t, floating
 from _heap cimport heap_better, heap_push
@@ -40,19 +40,6 @@ cdef enum:
     L2 = 2
 
 METRICS = {"ip": IP, "cosine": COSINE, "l2": L2}
-
-
-cdef inline void _gemm(const floating* A, const floating* B, floating* T, int m, int n,
-                       int d) noexcept nogil:
-    """T (n x m, row-major) = B (n x d, row-major) . A (m x d, row-major)^T."""
-    cdef char ta = b"T"
-    cdef char tb = b"N"
-    cdef floating one = 1.0
-    cdef floating zero = 0.0
-    if floating is float32_t:
-        sgemm(&ta, &tb, &m, &n, &d, &one, <float*> A, &d, <float*> B, &d, &zero, T, &m)
-    else:
-        dgemm(&ta, &tb, &m, &n, &d, &one, <double*> A, &d, <double*> B, &d, &zero, T, &m)
 
 
 cdef inline bint _excluded(intp_t j, const intp_t* ex, intp_t lo, intp_t end) noexcept nogil:
@@ -544,9 +531,9 @@ def search_update(const floating[:, ::1] Q, const floating[::1] q_scale,
                                              tile, nb, q1 - q0, nb, dp, metric, &c_scale[cb],
                                              thr, masks)
                     else:
-                        _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                        gemm_bt(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 else:
-                    _gemm(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
+                    gemm_bt(&C[cb, 0], &Q[q0, 0], tile, <int> nb, <int> (q1 - q0), d)
                 blk = _block(metric, c_offset + cb, nb, &c_scale[cb], blk_cs[bi],
                              &c_labels[cb] if use_labels else NULL, &C[cb, 0], d)
                 for i in range(q0, q1):
