@@ -337,13 +337,20 @@ def test_defaults_draw_weighted_negatives_every_round_and_keep_the_best(known):
     np.testing.assert_array_equal(clf.negative_indices_, np.sort(rows[y[rows] == 0]))
 
 
-def test_a_round_worse_on_held_out_data_is_never_kept(known):
-    X, y, _ = known
+def falling_scorer():
+    """A scoring callable under which every fit scores worse than the one before,
+    and the list of its calls (clear it to start again)."""
     calls = []
 
-    def falling(estimator, X_val, y_val):  # each round scores worse than the one before
+    def falling(estimator, X_val, y_val):
         calls.append(1)
         return -float(len(calls))
+    return falling, calls
+
+
+def test_a_round_worse_on_held_out_data_is_never_kept(known):
+    X, y, _ = known
+    falling, calls = falling_scorer()
 
     clf = HardMiningClassifier(RowRecorder(), n_rounds=3, scoring=falling,
                                random_state=0).fit(X, y)
@@ -518,11 +525,7 @@ def test_weight_exponent_auto_without_held_out_data_or_probabilities_is_one(know
 
 def test_rounds_stop_after_n_iter_no_change_rounds_without_improvement(known):
     X, y, _ = known
-    calls = []
-
-    def falling(estimator, X_val, y_val):  # each fit scores worse than the one before
-        calls.append(1)
-        return -float(len(calls))
+    falling, calls = falling_scorer()
 
     kw = dict(n_rounds=5, scoring=falling, weight_exponent=1.0, random_state=0)
     clf = HardMiningClassifier(RowRecorder(), n_iter_no_change=2, **kw).fit(X, y)

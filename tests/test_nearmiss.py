@@ -55,17 +55,24 @@ def test_binary_float_and_callable_strategies_identical(version, strategy):
                 sampling_strategy=strategy)
 
 
+def tied_data(data, n_features, seed):
+    """300 rows of 3 classes with many exact distance ties: integer grid points, or
+    normal rows of which 60 are duplicated (also across classes)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, 300, p=[0.6, 0.3, 0.1])
+    if data == "grid":
+        X = rng.integers(0, 3, size=(300, n_features)).astype(float)
+    else:
+        X = rng.standard_normal((300, n_features))
+        X[200:260] = X[:60]
+    return X, y
+
+
 @pytest.mark.parametrize("n_features", [3, 20])
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("data", ["grid", "duplicates"])
 def test_ties_on_a_grid_and_duplicated_rows_identical(n_features, version, data):
-    rng = np.random.default_rng(n_features)
-    y = rng.choice(3, 300, p=[0.6, 0.3, 0.1])
-    if data == "grid":
-        X = rng.integers(0, 3, size=(300, n_features)).astype(float)  # many exact ties
-    else:
-        X = rng.standard_normal((300, n_features))
-        X[200:260] = X[:60]  # duplicated rows, also across classes
+    X, y = tied_data(data, n_features, seed=n_features)
     # "all": the minority too, where each sample's nearest is itself (distance 0)
     for k, strategy in ((1, "all"), (2, "all"), (1, "auto"), (3, "auto")):
         assert_same(X, y, version=version, n_neighbors=k, sampling_strategy=strategy)
@@ -84,13 +91,7 @@ def test_version3_on_duplicated_majority_rows_identical():
 @pytest.mark.parametrize("n_features", [3, 20])
 @pytest.mark.parametrize("data", ["grid", "duplicates"])
 def test_version3_short_list_ties_identical(n_features, data):
-    rng = np.random.default_rng(n_features + 1)
-    y = rng.choice(3, 300, p=[0.6, 0.3, 0.1])
-    if data == "grid":
-        X = rng.integers(0, 3, size=(300, n_features)).astype(float)  # many exact ties
-    else:
-        X = rng.standard_normal((300, n_features))
-        X[200:260] = X[:60]  # duplicated rows, also across classes
+    X, y = tied_data(data, n_features, seed=n_features + 1)
     for k, k3, strategy in ((1, 1, "auto"), (3, 3, "all"), (2, 10, "auto")):
         assert_same(X, y, version=3, n_neighbors=k, n_neighbors_ver3=k3,
                     sampling_strategy=strategy)
