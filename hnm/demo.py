@@ -11,7 +11,7 @@ other, held-out half:
   by cross-validation on the held-out half itself, finds hardest (log-loss).
   No compared model chose them, so no method's accuracy there is 0 by
   construction, and every method is measured on the same digits;
-- the threshold band: the held-out digits whose reference score lies within
+- near the threshold: the held-out digits whose reference score lies within
   0.15 of 0.5, again the same digits for every method.
 """
 import os
@@ -32,7 +32,7 @@ from .selection import select_hardest
 __all__ = ["run_demo"]
 
 FIGURE_NAME = "hnm_demo.png"
-_BAND = 0.15
+_NEAR_THRESHOLD = 0.15
 
 
 def _model():
@@ -74,7 +74,7 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     Report
         One record per method: negatives trained on, the round kept, average
         precision, precision and recall overall, accuracy on the hard cases and
-        in the threshold band (the same held-out digits for every method).
+        on the digits near the threshold (the same held-out digits for every method).
         ``report.figure`` is the figure's path (None when skipped).
 
     See Also
@@ -89,8 +89,8 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     >>> report = run_demo(out_dir=None, quick=True, verbose=False)  # no figure
     >>> [r["method"] for r in report][:2]
     ['random negatives', 'hard negatives (defaults)']
-    >>> sorted({r["band: n"] for r in report}) == [report[0]["band: n"]]  # one band for all
-    True
+    >>> len({r["near threshold: n"] for r in report})  # the same digits for all
+    1
     """
     t0 = time.perf_counter()
     X, digit = load_digits(return_X_y=True)
@@ -101,19 +101,19 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     fitted = {name: clf.fit(X_tr, y_tr)
               for name, clf in _methods(rounds, random_state).items()}
 
-    # The hard cases and the threshold band, chosen once for every method by a
+    # The hard cases and the digits near the threshold, chosen once for every method by a
     # reference model that none of the compared models is: scored out of fold on
     # the held-out half itself.
     folds = StratifiedKFold(5, shuffle=True, random_state=random_state)
     ref = cross_val_predict(_model(), X_te, y_te, cv=folds, method="predict_proba")
     hard = select_hardest(difficulty(y_te, ref, measure="log_loss"), fraction=0.1)
-    band = np.flatnonzero(np.abs(ref[:, 1] - 0.5) <= _BAND)
+    near = np.flatnonzero(np.abs(ref[:, 1] - 0.5) <= _NEAR_THRESHOLD)
 
     records = []
     for name, clf in fitted.items():
         p = clf.predict_proba(X_te)[:, 1]
         on_hard = hard_case_report(y_te, p, hard_indices=hard)
-        on_band = hard_case_report(y_te, p, hard_indices=band)
+        on_near = hard_case_report(y_te, p, hard_indices=near)
         records.append({
             "method": name,
             "negatives": int(clf.negative_indices_.size),
@@ -122,18 +122,18 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
             "precision": on_hard[0]["precision"],
             "recall": on_hard[0]["recall"],
             "hard: accuracy": on_hard[1]["accuracy"],
-            "band: n": int(band.size),
-            "band: accuracy": on_band[1]["accuracy"],
+            "near threshold: n": int(near.size),
+            "near threshold: accuracy": on_near[1]["accuracy"],
         })
     report = Report(records, list(records[0]),
                     title=f"digits 8-vs-rest: {y_tr.sum()} positives to train on, "
                           f"held-out half ({y_te.size} digits, {hard.size} hard cases, "
-                          f"{band.size} in the threshold band)")
+                          f"{near.size} near the threshold)")
     report.figure, skipped = (None, None) if out_dir is None else _figure(
         fitted, X_tr, y_tr, out_dir)
     if verbose:
         print(report)
-        print(_legend(rounds, hard.size, band.size))
+        print(_legend(rounds, hard.size, near.size))
         print(f"({time.perf_counter() - t0:.1f} s)")
         if report.figure:
             print(f"figure: {report.figure}")
@@ -142,7 +142,7 @@ def run_demo(out_dir=".", quick=False, random_state=0, verbose=True):
     return report
 
 
-def _legend(rounds, n_hard, n_band):
+def _legend(rounds, n_hard, n_near):
     return (
         "\nnegatives: negatives in the final training set (all models keep every positive).\n"
         f"kept round: the round (0..{rounds}; 0 = the random draw) whose model is evaluated, "
@@ -150,8 +150,8 @@ def _legend(rounds, n_hard, n_band):
         "AP, precision, recall: on the whole held-out half, predicting 8 when p >= 0.5.\n"
         f"hard: accuracy on the {n_hard} held-out digits hardest for a reference model "
         "cross-validated on the held-out half (the same digits for every method).\n"
-        f"band: accuracy on the {n_band} held-out digits whose reference score is within "
-        f"{_BAND:g} of 0.5 (the same digits for every method)."
+        f"near threshold: accuracy on the {n_near} held-out digits whose reference score is "
+        f"within {_NEAR_THRESHOLD:g} of 0.5 (the same digits for every method)."
     )
 
 

@@ -26,7 +26,7 @@ def test_demo_prints_the_comparison_and_writes_a_figure(tmp_path):
     assert run.returncode == 0, run.stderr
     for method in ("random negatives", "hard negatives", "hard + easy blend"):
         assert method in run.stdout
-    assert "hard: accuracy" in run.stdout and "band: accuracy" in run.stdout
+    assert "hard: accuracy" in run.stdout and "near threshold: accuracy" in run.stdout
     assert (tmp_path / "hnm_demo.png").stat().st_size > 10_000
     assert str(tmp_path / "hnm_demo.png") in run.stdout
 
