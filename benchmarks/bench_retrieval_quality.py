@@ -12,7 +12,12 @@ gradients and Adam. Protocol, paired over seeds (each seed draws new data):
    on them from the warm model for the same number of epochs;
 3. recall@1 and recall@10 on held-out queries against the whole corpus, where
    recall@k = |relevant in top k| / min(k, |relevant|); and the mined
-   false-negative rate: negatives that are relevant but unlabelled.
+   false-negative rate: negatives that are relevant but unlabelled;
+4. printed: each strategy's mean recall, its paired differences to random
+   negatives and to the defaults (mean +/- standard deviation over seeds),
+   and for mined strategies the median rank of the negatives among the
+   guards' survivors and the share scoring above the query's positive (under
+   the mining model).
 
 Datasets (all generated here or shipped with scikit-learn, nothing downloaded):
 ``topics`` (documents from latent topics seen through a random linear map with
@@ -245,7 +250,12 @@ def mined_negatives(data, W, kwargs, seed, rng):
     out = random_negatives(data, rng)
     first = np.unique(mined.query, return_index=True)[1]  # one row per query
     out[mined.query[first]] = mined.negative[first]
-    return out, mined.summary["n_skipped"]
+    # what was mined, under the mining model: median rank among the guards'
+    # survivors, share of negatives scoring above the query's positive
+    rank = float(np.median(mined.rank[first])) if first.size else None
+    above = float(np.mean(mined.score[first] > mined.positive_score[first, None])) \
+        if first.size else None
+    return out, mined.summary["n_skipped"], rank, above
 
 
 def recall(data, W, ks=(1, 10)):
@@ -271,7 +281,9 @@ def false_negative_rate(data, negatives):
 
 
 def run_seed(dataset, seed, strategies=STRATEGIES, warm_epochs=3, epochs=6):
-    """{strategy: (recall@1, recall@10, false-negative rate, short queries)}."""
+    """{strategy: (recall@1, recall@10, false-negative rate, short queries, median
+    rank of the mined negatives, share of them scoring above the positive)}; the
+    last two are None for random negatives."""
     rng = np.random.default_rng(seed)
     data = DATASETS[dataset](rng)
     d_out = min(32, data["corpus"].shape[1])
@@ -281,28 +293,43 @@ def run_seed(dataset, seed, strategies=STRATEGIES, warm_epochs=3, epochs=6):
     for name, kwargs in strategies.items():
         r = np.random.default_rng([seed, 1])  # same batches and top-ups for every strategy
         if kwargs is None:
-            negs, short = random_negatives(data, r), 0
+            negs, short, rank, above = random_negatives(data, r), 0, None, None
         else:
-            negs, short = mined_negatives(data, W1, kwargs, seed, r)
+            negs, short, rank, above = mined_negatives(data, W1, kwargs, seed, r)
         W = train(W1, data, negs, epochs, np.random.default_rng([seed, 2]))
         rec = recall(data, W)
-        out[name] = (rec[1], rec[10], false_negative_rate(data, negs), short)
+        out[name] = (rec[1], rec[10], false_negative_rate(data, negs), short, rank, above)
     return out
 
 
+def _paired(a, b):
+    """Mean and standard deviation over seeds of the paired difference a - b."""
+    d = np.asarray(a) - np.asarray(b)
+    return d.mean(), d.std(ddof=1) if d.size > 1 else 0.0
+
+
 def summarise(dataset, per_seed):
-    """Lines of the table: mean recall and the paired difference to random."""
+    """Lines of the table: mean recall and the paired differences (mean +/- sd
+    over seeds) to random negatives and to the defaults."""
     names = list(per_seed[0])
     lines = []
+    rand1 = [s["random"][0] for s in per_seed]
+    def1 = [s["defaults"][0] for s in per_seed] if "defaults" in names else None
     for name in names:
         r1 = np.array([s[name][0] for s in per_seed])
         r10 = np.array([s[name][1] for s in per_seed])
-        d1 = r1 - np.array([s["random"][0] for s in per_seed])
+        d_rand = _paired(r1, rand1)
+        vs = f"vs random {d_rand[0]:+.3f} +/- {d_rand[1]:.3f}"
+        if def1 is not None and name not in ("random", "defaults"):
+            d_def = _paired(r1, def1)
+            vs += f", vs defaults {d_def[0]:+.3f} +/- {d_def[1]:.3f}"
         fn = [s[name][2] for s in per_seed]
         short = np.mean([s[name][3] for s in per_seed])
         fn_txt = "" if fn[0] is None else f", false negatives {100 * np.mean(fn):.1f}%"
-        lines.append(f"[{dataset}] {name:>34}: recall@1 {r1.mean():.3f} "
-                     f"(vs random {d1.mean():+.3f} +/- {d1.std(ddof=1) / np.sqrt(d1.size) if d1.size > 1 else 0:.3f}), "
+        if per_seed[0][name][4] is not None:
+            fn_txt += (f", median rank {np.mean([s[name][4] for s in per_seed]):.0f}, "
+                       f"above the positive {100 * np.mean([s[name][5] for s in per_seed]):.0f}%")
+        lines.append(f"[{dataset}] {name:>34}: recall@1 {r1.mean():.3f} ({vs}), "
                      f"recall@10 {r10.mean():.3f}{fn_txt}"
                      + (f", short queries {short:.0f}" if short else ""))
     return lines

@@ -167,26 +167,34 @@ def mine_hard_negatives(queries, positives, candidates, *, k=3, at_most=False, b
     (``duplicate_threshold=0.95``), no margin. Chosen by training a retriever
     on the mined negatives (``benchmarks/bench_retrieval_quality.py``: a linear
     adapter trained with InfoNCE on 5 negatives per query, recall@1 on held-out
-    queries, paired over seeds, six kinds of data): the defaults gained +0.14 to
-    +0.19 recall@1 over random negatives on latent-topic data (with and without
-    30% unlabelled near-duplicates, several positives per query, a long easy
-    tail) and +0.11 to +0.12 on digits embeddings (same-class retrieval), within
-    0.003 of the best setting tried on every dataset; with twice the topic data
-    +0.07 to +0.12, within 0.006 of the best except on the data with
-    near-duplicates, where random negatives from a wider window
-    (``band=(30, 100)``, or 5 drawn from the 50 closest) did 0.012 +/- 0.004
-    better (5 seeds, better on each; 0.02 to 0.04 worse at the smaller size).
-    That gap is not false negatives (the guard leaves none, and no guard does
-    as well as the guard there), nor repeats among the negatives (also dropping
-    near-copies of a closer negative: -0.004); every wider window or mix of the
-    closest and random ones that narrows it loses 0.007 to 0.08 on digits, so
-    the defaults stay the closest.
-    Every margin tried cost recall: ``relative_margin=0.05`` gained +0.00 to
-    +0.12 on topic data and lost 0.04 to 0.21 to random negatives on digits,
+    queries, paired over 10 seeds, six kinds of data): the defaults gained
+    +0.14 to +0.19 recall@1 over random negatives on latent-topic data (with
+    and without 30% unlabelled near-duplicates, several positives per query, a
+    long easy tail) and on digits embeddings (same-class retrieval), the best
+    setting tried on each (within 0.001); with twice the topic data +0.07 to
+    +0.12, within 0.006 of the best except on the data with near-duplicates,
+    where 5 random negatives of the 50 closest did 0.014 +/- 0.011 (sd) better
+    (0.015 worse at the smaller size, 0.04 on digits). That gap is not false
+    negatives (the defaults mine none; unguarded, 2.3% train as well), nor
+    repeats among the negatives (5 that are no near-copies of each other:
+    +0.000), nor negatives closer to the query than its positive in the data's
+    latent space (removing those, which only the generator knows: -0.001),
+    nor hub documents; it is the closest negatives themselves: ranks 20-24 do
+    as well as the random 5 of 50, 3 closest plus 2 random of 50 gain nothing
+    (+0.001), and it halves with half the training (3 epochs: +0.006). Every
+    rule tried that narrows it costs digits, where the closest negatives
+    teach most although a quarter of them are same-class (the positive is one
+    random same-class image): a cap at the positive's score + 0.05 (+0.009
+    there, -0.11 on digits), a wider window (-0.011 to -0.05), so the defaults
+    stay the closest.
+    Every margin tried cost recall: ``relative_margin=0.05`` gained -0.01 to
+    +0.12 on topic data and lost 0.03 to 0.20 to random negatives on digits,
     where the positive is one same-class image among many; SimANS gained +0.02
     to +0.15. The near-duplicate guard removed every mined near-duplicate (1.8
     to 2.3% of the closest negatives where 30% of the documents had one) for at
-    most 0.002 recall@1, and changed nothing where there were none. Margins,
+    most 0.002 recall@1, and changed nothing where there were none (under the
+    mining model a copy's cosine similarity to its positive was 0.995 or more,
+    the closest other document's at most 0.92, 0.94 at twice the size). Margins,
     bands and SimANS stay available; measure before relying on them.
 
     Random draws (``"random"``, ``"simans"``, ``easy_ratio``) are keyed by the
