@@ -42,7 +42,8 @@ name a finite window (random draws from all of it).
 
 Default size (3 seeds) runs in about 5 minutes on 2 busy cores;
 ``HNM_BENCH_FULL=1`` uses 10 seeds and twice the topic data
-(``HNM_BENCH_SEEDS`` overrides the number of seeds). Run as ``pytest benchmarks/bench_retrieval_quality.py
+(``HNM_BENCH_SEEDS`` overrides the number of seeds, ``HNM_BENCH_SCALE`` the
+size of the topic data: 4 is four times the default's, about 1 minute a seed). Run as ``pytest benchmarks/bench_retrieval_quality.py
 --benchmark-only`` or ``python benchmarks/bench_retrieval_quality.py``; quality
 is printed, never asserted.
 """
@@ -60,7 +61,7 @@ import hnm
 
 FULL = os.environ.get("HNM_BENCH_FULL", "") not in ("", "0")
 SEEDS = range(int(os.environ.get("HNM_BENCH_SEEDS", 10 if FULL else 3)))
-SCALE = 2 if FULL else 1
+SCALE = int(os.environ.get("HNM_BENCH_SCALE", 2 if FULL else 1))  # topic data sizes
 NUM_NEGATIVES = 5
 TAU = 0.05
 IN_BATCH = False
@@ -76,6 +77,7 @@ STRATEGIES = {
     "absolute_margin=0.05": {**OFF, "absolute_margin": 0.05},
     "band=(30,100) random": {**OFF, "band": (30, 100), "sampling": "random"},
     "random (0,50) + duplicates": {"band": (0, 50), "sampling": "random"},
+    "band=(20,None) + duplicates": {"band": (20, None)},
     "duplicate_threshold=0.9": {**OFF, "duplicate_threshold": 0.9},
     "simans (0,100)": {**OFF, "band": (0, 100), "sampling": "simans"},
     "random (0,100), lower_margin=0.2": {**OFF, "band": (0, 100), "sampling": "random",
