@@ -45,6 +45,24 @@ __all__ = ["HardMiningClassifier"]
 DEFAULT_BATCH_SIZE = 65_536
 
 
+def _bootstrap_ap(y, scores, rng, n_boot):
+    """Average precision of each score column under ``n_boot`` Poisson-bootstrap
+    weightings of the rows (the same weights for every column): shape
+    ``(n_boot, n_columns)``. Ties are broken by row order (an estimate of the
+    spread, not the score)."""
+    W = rng.poisson(1.0, size=(n_boot, y.size)).astype(np.float64)
+    out = np.empty((n_boot, scores.shape[1]))
+    for j in range(scores.shape[1]):
+        order = np.argsort(-scores[:, j], kind="stable")
+        yo, Wo = y[order], W[:, order]
+        tp = np.cumsum(Wo * yo, axis=1)
+        seen = np.cumsum(Wo, axis=1)
+        prec = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+        out[:, j] = np.divide((Wo * yo * prec).sum(axis=1), tp[:, -1],
+                              out=np.zeros(n_boot), where=tp[:, -1] > 0)
+    return out
+
+
 def _estimator_has(attr):
     def check(self):
         if hasattr(self, "estimator_"):
@@ -110,16 +128,23 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
        negative, in batches; a fresh draw of the budget with inclusion
        probabilities proportional to a mix of difficulty and uniform
        (importance sampling, Katharopoulos & Fleuret, 2018) is weighted the
-       same way (:func:`importance_sample`) and trained on; the suspected label
-       errors (:func:`hnm.noise.find_label_issues` on the previous model's
-       probabilities) are estimated and exposed (``noise_indices_``);
+       same way (:func:`importance_sample`) and trained on; with held-out
+       data, a uniform draw of the same size (systematic along the
+       difficulty order, so stratified by it) is trained too and the better
+       of the two on held-out data is the round's (``history_[r]["draw"]``);
+       the suspected label errors (:func:`hnm.noise.find_label_issues` on the
+       previous model's probabilities) are estimated and exposed
+       (``noise_indices_``);
     3. every round is scored on held-out data (a stratified
        ``validation_fraction`` of the data, or ``validation_data``); the best
        round is kept (round 0 included, ties to the earlier round: mining never
-       replaces a better random draw) and, after a split, refit with the
-       held-out rows added at the same rates. ``history_`` says which round was
-       kept and why. The rounds stop after ``n_iter_no_change`` rounds that
-       did not improve the held-out score.
+       replaces a better random draw) and, after a split, refit on the very
+       negatives it was validated with and every positive (the held-out
+       positives added; the drawn negatives, drawn from the training part at
+       the budget's full size, are weighted to stand for all negatives, the
+       held-out ones included). ``history_`` says which round was kept and
+       why. The rounds stop after ``n_iter_no_change`` rounds that did not
+       improve the held-out score.
 
     Other selections keep a bounded cache of negatives instead, as classic
     detectors do (Dalal & Triggs, 2005; DPM's hard-negative cache,
@@ -155,7 +180,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         The budget of negatives: "balanced" as many as there are positives,
         an int, or a float in (0, 1] as a fraction of the negatives. Capped at
         the number of negatives. Counted over all of ``X``: with a validation
-        split the rounds draw the same fraction of the training negatives.
+        split every round draws the whole budget from the training negatives
+        (per mined class), and those very negatives are the final model's.
     initial_fraction : float in (0, 1], default=0.5
         Cache selections only: fraction of the cache filled with random
         negatives in round 0. Each mining round adds ``ceil((1 -
@@ -176,7 +202,12 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         of the log-loss gradient in the logit) with ``predict_proba`` and
         ``"hinge"`` (the hinge loss, whose gradient is non-zero exactly where
         it is) with ``decision_function`` only; ``"margin"`` for the cache
-        selections. Importance sampling needs a non-negative measure.
+        selections. Importance sampling needs a non-negative measure. The
+        probability measures (``"confidence"``, ``"log_loss"``, ``"entropy"``)
+        of a model without ``predict_proba`` read its decision function
+        Platt-scaled on the held-out rows (binary; without them, on the
+        training positives and the pool's negatives) or soft-maxed (several
+        classes), never the raw decision values.
     uniform_mix : float in [0, 1], default=0.2
         ``selection="importance"``: share of the uniform component of the
         draw; every weight is then at most ``1 / uniform_mix`` times the
@@ -188,8 +219,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (:func:`hnm.noise.find_label_issues`) on the previous model's
         probabilities of the held-out rows and the negatives (a
         ``decision_function``-only model is Platt-scaled on the held-out rows,
-        or on its training rows without them). A float: the hardest fraction
-        of the candidates each round, as before. The cache selections never
+        or, without them, on the training positives and the negatives). A
+        float: the hardest fraction of the candidates each round, as before. The cache selections never
         add the suspects. With ``"importance"`` they are only estimated and
         exposed: they are drawn like every other negative, as their
         inverse-probability weights already make them count as much as in
@@ -275,9 +306,12 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         and keep the best; None trains every round on all of ``X`` and keeps
         the last round (unless ``validation_data`` is given).
     refit : bool, default=True
-        After a ``validation_fraction`` split, retrain the kept round on all
-        rows: the held-out positives and a draw of the held-out negatives at
-        the same rates and probabilities (weights per stratum) are added.
+        After a ``validation_fraction`` split, retrain the kept round with the
+        held-out positives added, on the same negatives (the ones it was
+        validated with), their weights now standing for every negative of
+        their class, the held-out ones included. Drawing the held-out
+        negatives afresh instead changed the 20-odd negatives of a 2% budget
+        of digits enough to undo the held-out check (see ``uniform_mix``).
     scoring : str or callable, optional
         Scorer of the held-out check: default ``"average_precision"`` for
         binary problems, ``"balanced_accuracy"`` otherwise.
@@ -322,6 +356,9 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``_median`` / ``_max`` over the pool, ``validation_score`` (or None),
         ``weights`` ("importance", "resampled", "given" or None), ``kept``
         (True for the kept round) and, for the kept round, ``reason``.
+        ``"importance"`` adds ``weight_exponent`` (round 0 with "auto" also
+        ``weight_exponent_scores``), ``draw`` ("uniform" or "difficulty": the
+        draw the round kept) and, for rounds that fit both, ``draw_scores``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         With a pandas DataFrame, which is passed on to the estimator as is
@@ -342,11 +379,13 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     >>> clf = HardMiningClassifier(LogisticRegression(), max_negatives=0.05,
     ...                            random_state=0).fit(X, y)
     >>> [h["n_negatives"] for h in clf.history_]  # two rounds without improvement: stop
-    [151, 151, 151]
-    >>> clf.negative_indices_.size, clf.history_[clf.best_round_]["kept"]
-    (189, True)
-    >>> clf.weight_exponent_  # unweighted did better on held-out data: recalibrated
-    0.0
+    [189, 189, 189, 189]
+    >>> [h["draw"] for h in clf.history_]  # each mining round kept its difficulty draw
+    ['uniform', 'difficulty', 'difficulty', 'difficulty']
+    >>> clf.best_round_, clf.negative_indices_.size  # the refit keeps round 1's negatives
+    (1, 189)
+    >>> clf.weight_exponent_  # the full inverse-probability correction did better
+    1.0
     >>> clf.predict(X[:3]).shape
     (3,)
     """
@@ -510,13 +549,16 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if self.scoring is not None:
                 scorer = get_scorer(self.scoring)
             elif self.classes_.size == 2:  # the kept class is the positive one
+                pos_label = self.classes_[~np.isin(np.arange(2), neg_codes)][0]
                 scorer = make_scorer(average_precision_score,
                                      response_method=("decision_function", "predict_proba"),
-                                     pos_label=self.classes_[~np.isin(np.arange(2),
-                                                                      neg_codes)][0])
+                                     pos_label=pos_label)
+                self._ap_positive = pos_label
             else:
                 scorer = get_scorer("balanced_accuracy")
 
+        if scorer is None or self.scoring is not None or self.classes_.size != 2:
+            self._ap_positive = None
         self.negative_classes_ = self.classes_[neg_codes]
         self.noise_indices_ = np.empty(0, dtype=np.intp)
         self.history_ = []
@@ -559,79 +601,119 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ importance
     def _fit_importance(self, c):
         pool, y_enc, rng, sw = c["pool"], c["y_enc"], c["rng"], c["sw"]
-        rate = c["rate"] = self._budget(c["n_pos_all"], c["n_neg_all"]) / c["n_neg_all"]
-        val_neg = c["val"][c["is_neg"][c["val"]]]
-        rounds = []  # per round: (estimator, drawn pool positions, weights, window range)
+        rate = self._budget(c["n_pos_all"], c["n_neg_all"]) / c["n_neg_all"]
+        # per mined class: its negatives in the pool and in all of X, and the draw size
+        # (the whole budget comes from the pool: the held-out negatives are stood for by
+        # the drawn ones, so the refit trains on the very negatives that were validated)
+        codes = np.unique(y_enc[pool])
+        n_pool = np.array([np.count_nonzero(y_enc[pool] == k) for k in codes])
+        n_all = np.array([np.count_nonzero(y_enc[c["is_neg"]] == k) for k in codes])
+        k_draw = np.minimum(n_pool, np.maximum(1, np.rint(rate * n_all).astype(int)))
+        c["draw"] = dict(codes=codes, k=k_draw, n_pool=n_pool, n_all=n_all)
+        rounds = []  # per round: (estimator, drawn pool positions, within-class factors)
         d = guarded = window = None
         est = None
         banded = self._band_ != (0, None)
         if banded and self.n_rounds:
-            self._check_window(pool.size, sum(self._draw_size(rate, n) for n in
-                                              np.unique(y_enc[pool], return_counts=True)[1]),
-                               "each round draws")
+            self._check_window(pool.size, int(k_draw.sum()), "each round draws")
         exponents = self._exponent_candidates(c)
         best_score, stale = -np.inf, 0
         for r in [0, *self._rounds()]:
             n_wrong = None
             if r > 0:
-                proba_pool, d, n_wrong = self._score_pool(est, c["X"], y_enc, pool)
+                proba_pool, d, n_wrong = self._score_pool(est, c, pool)
                 guarded, self.noise_indices_, _ = self._guard(est, c, proba_pool, d, pool)
-                if banded:  # the window of ranks drawn from, and its range of difficulty
+                if banded:  # the window of ranks drawn from
                     window = np.zeros(pool.size, dtype=bool)
                     window[select_hardest(d, band=self._band_, at_most=True,
                                           n_jobs=self.n_jobs)] = True
             # the suspects are drawn like every other negative: their weights already
             # make them count as in the full data (taking their boost away cost up to
             # 0.8 points of AP in bench_mining_quality.py)
-            drawn, ht = self._draw(d, y_enc[pool], rate, rng, window)
-            rows = np.concatenate([c["pos"], pool[drawn]])
             tried = []  # round 0 with weight_exponent="auto": both exponents compete
-            for lam in (exponents if r == 0 else (self.weight_exponent_,)):
-                w = self._flatten(ht, y_enc[pool[drawn]], rate, lam)
-                fitted, how = self._fit_on(c, rows, np.concatenate([np.ones(c["pos"].size), w]))
-                tried.append((self._val_score(fitted, c, lam), lam, fitted, w, how))
+            mixes = (self.uniform_mix,)
+            if r > 0 and c["scorer"] is not None and self.uniform_mix < 1:
+                mixes = (self.uniform_mix, 1.0)
+            for mix in mixes:
+                drawn, g = self._draw(d, y_enc[pool], c["draw"], rng, window, mix)
+                rows = np.concatenate([c["pos"], pool[drawn]])
+                for lam in (exponents if r == 0 else (self.weight_exponent_,)):
+                    w = self._weights(g, y_enc[pool[drawn]], c["draw"], lam, "n_pool")
+                    fitted, how = self._fit_on(c, rows,
+                                               np.concatenate([np.ones(c["pos"].size), w]))
+                    tried.append((self._val_score(fitted, c, lam), lam, fitted, w, how,
+                                  drawn, g, mix))
+            candidates = tried
+            if len(mixes) > 1:
+                tried = self._compete(tried, c)
             # max keeps the first of equal scores: ties go to the full correction
-            score, self.weight_exponent_, est, w, how = max(tried, key=lambda t: (
-                -np.inf if t[0] is None else t[0]))
-            rounds.append((est, drawn, w, None if window is None else
-                           (d[window].min(), d[window].max())))
+            score, self.weight_exponent_, est, w, how, drawn, g, mix = max(
+                tried, key=lambda t: (-np.inf if t[0] is None else t[0]))
+            rounds.append((est, drawn, g))
             self._record(r, drawn.size, n_wrong, drawn.size, 0, d, est, c, how,
                          n_guarded=0 if guarded is None else int(guarded.sum()), score=score)
             self.history_[-1]["weight_exponent"] = self.weight_exponent_
-            if len(tried) > 1:
+            if r == 0 and len(tried) > 1:
                 self.history_[-1]["weight_exponent_scores"] = {t[1]: t[0] for t in tried}
+            self.history_[-1]["draw"] = ("uniform" if r == 0 or mix == 1.0 else
+                                         "difficulty")
+            if len(mixes) > 1:
+                self.history_[-1]["draw_scores"] = {
+                    "difficulty" if t[7] < 1.0 else "uniform": t[0] for t in candidates}
             if score is not None and self.n_iter_no_change is not None:
                 best_score, stale = (score, 0) if score > best_score else (best_score, stale + 1)
                 if stale >= self.n_iter_no_change:
                     break
         best = self._keep_best(c)
-        est, drawn, w, span = rounds[best]
+        est, drawn, g = rounds[best]
+        lam = self.weight_exponent_
         rows = np.concatenate([c["pos"], pool[drawn]])
+        refit = self.refit and c["val"].size > 0
+        # after a split the drawn negatives stand for all of them, held-out ones included
+        w = self._weights(g, y_enc[pool[drawn]], c["draw"], lam, "n_all" if refit else "n_pool")
         weights = np.concatenate([np.ones(c["pos"].size), w])
-        if self.refit and c["val"].size:
+        if refit:
             val_pos = c["val"][~c["is_neg"][c["val"]]]
-            d_val = in_span = None
-            if best > 0:  # the held-out negatives drawn as round `best` drew the others
-                _, d_val, _ = self._score_pool(rounds[best - 1][0], c["X"], y_enc, val_neg)
-                if span is not None:  # from the band's range of difficulty
-                    in_span = (d_val >= span[0]) & (d_val <= span[1])
-            drawn_val, ht_val = self._draw(d_val, y_enc[val_neg], rate, rng, in_span,
-                                           strict=False)
-            w_val = self._flatten(ht_val, y_enc[val_neg[drawn_val]], rate,
-                                  self.weight_exponent_)
-            rows = np.concatenate([c["pos"], val_pos, pool[drawn], val_neg[drawn_val]])
-            weights = np.concatenate([np.ones(c["pos"].size + val_pos.size), w, w_val])
+            rows = np.concatenate([c["pos"], val_pos, pool[drawn]])
+            weights = np.concatenate([np.ones(c["pos"].size + val_pos.size), w])
             est, _ = self._fit_on(c, rows, weights)
-            self.history_[best]["reason"] += (f"; refit on all {rows.size} rows with the "
-                                              "held-out ones added at the same rates")
+            self.history_[best]["reason"] += (
+                f"; refit on its {drawn.size} negatives and all {c['n_pos_all']} positives "
+                "(the held-out positives added, the negatives weighted for all negatives)")
         self.estimator_ = est
-        self._predictor_ = self._shifted(est, rate, self.weight_exponent_)
+        self._predictor_ = self._shifted(est, c["draw"], lam, "n_all" if refit else "n_pool")
         self.best_round_ = best
         order = np.argsort(rows, kind="stable")
         self.negative_indices_ = np.sort(rows[c["is_neg"][rows]])
         self.sample_weight_ = np.zeros(c["y"].shape[0])
         self.sample_weight_[rows[order]] = weights[order] * (
             1.0 if sw is None else sw[rows[order]])
+
+    def _compete(self, tried, c):
+        """The difficulty draw and the uniform one of a round: the uniform one
+        wins only if its held-out score is higher by more than the paired
+        bootstrap standard error of the difference (default average-precision
+        scorer; other scorers: the higher score). Returns the winner alone."""
+        (s_d, *rest_d), (s_u, *rest_u) = tried
+        if s_u <= s_d:
+            return tried[:1]
+        if self._ap_positive is None:
+            return tried[1:]
+        y = (np.asarray(c["y_val"]) == self._ap_positive).astype(np.float64)
+        S = np.column_stack([self._positive_scores(t[2], c["X_val"]) for t in tried])
+        n_boot = int(max(20, min(200, 4_000_000 // max(y.size, 1))))
+        ap = _bootstrap_ap(y, S, c["rng"], n_boot)
+        se = float(np.std(ap[:, 1] - ap[:, 0]))
+        return tried[1:] if s_u - s_d > se else tried[:1]
+
+    def _positive_scores(self, est, X):
+        """Scores of the kept (positive) class, higher is more positive."""
+        pos = self._ap_positive
+        if hasattr(est, "decision_function"):
+            f = np.asarray(est.decision_function(X), dtype=np.float64)
+            return f if pos == est.classes_[1] else -f
+        P = np.asarray(est.predict_proba(X), dtype=np.float64)
+        return P[:, np.searchsorted(est.classes_, pos)]
 
     def _exponent_candidates(self, c):
         """The weight exponents round 0 tries, best-supported first."""
@@ -642,60 +724,54 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return (1.0, 0.0)
 
     @staticmethod
-    def _flatten(ht, codes, rate, lam):
-        """Horvitz-Thompson weights ``1 / pi`` with their class-rate part ``1 / rate``
-        raised to ``lam`` (the within-class difficulty correction is kept whole)."""
-        return ht if lam == 1.0 else ht * rate ** (1.0 - lam)
+    def _weights(g, codes, draw, lam, stand_for):
+        """Weights of drawn negatives: their within-class factors ``g`` (the
+        difficulty correction, about 1 on average) times the class-rate part
+        ``(n / k) ** lam``, with ``n`` the negatives of the class they stand for
+        (``draw[stand_for]``: the pool's, or all of X's after a refit) and ``k``
+        the draw's size: ``lam=1`` is the Horvitz-Thompson weight ``1 / pi``."""
+        at = np.searchsorted(draw["codes"], codes)
+        return g if lam == 0.0 else g * (draw[stand_for][at] / draw["k"][at]) ** lam
 
-    def _shifted(self, est, rate, lam):
+    def _shifted(self, est, draw, lam, stand_for):
         """``est``, or its prior-shift recalibration when ``lam < 1`` left the
-        mined classes under-weighted by ``rate ** (1 - lam)``."""
+        mined classes under-weighted by ``(k / n) ** (1 - lam)``."""
         if lam == 1.0 or not hasattr(est, "predict_proba"):
             return est
         factor = np.ones(self.classes_.size)
-        factor[np.searchsorted(self.classes_, self.negative_classes_)] = rate ** (lam - 1.0)
+        factor[draw["codes"]] = (draw[stand_for] / draw["k"]) ** (1.0 - lam)
         return _PriorShifted(est, factor[np.searchsorted(self.classes_, est.classes_)])
 
     def _val_score(self, est, c, lam):
         """Held-out score of ``est`` (recalibrated as it would predict), or None."""
         if c["scorer"] is None:
             return None
-        return float(c["scorer"](self._shifted(est, c["rate"], lam), c["X_val"], c["y_val"]))
+        return float(c["scorer"](self._shifted(est, c["draw"], lam, "n_pool"), c["X_val"],
+                                 c["y_val"]))
 
-    @staticmethod
-    def _draw_size(rate, n):
-        """How many of ``n`` negatives of a class a draw at ``rate`` takes."""
-        return min(n, max(1, round(rate * n)))
-
-    def _draw(self, d, codes, rate, rng, eligible=None, strict=True):
-        """Positions drawn from a pool of negatives (per mined class, at ``rate``)
-        and their inverse-probability weights; uniform when ``d`` is None. Only
-        the ``eligible`` ones (the band's window) are drawn: too few of them
-        raise if ``strict``, else all are taken."""
-        drawn, weights = [], []
-        for code in np.unique(codes):
+    def _draw(self, d, codes, draw, rng, eligible=None, mix=None):
+        """Positions drawn from the pool (``draw["k"]`` of each mined class) and
+        their within-class factors ``k / (n_pool * pi)`` (1 for a uniform draw);
+        uniform when ``d`` is None. Only the ``eligible`` ones (the band's
+        window) are drawn: too few of them raise."""
+        drawn, factors = [], []
+        for code, k, n in zip(draw["codes"], draw["k"], draw["n_pool"]):
             members = np.flatnonzero(codes == code)
-            k = self._draw_size(rate, members.size)
             if eligible is not None:
                 members = members[eligible[members]]
-                if members.size < k and strict:
+                if members.size < k:
                     raise ValueError(
                         f"band={self.band!r} holds {members.size} negatives of class "
                         f"{self.classes_[code]!r} but each round draws {k} of them: widen "
                         "band or lower max_negatives.")
-                k = min(k, members.size)
-                if k == 0:
-                    continue
             dm = np.zeros(members.size) if d is None else d[members]
-            mix = 1.0 if d is None else self.uniform_mix
-            idx, w = importance_sample(dm, k, uniform_mix=mix, random_state=rng)
+            idx, w = importance_sample(dm, int(k), uniform_mix=1.0 if d is None else mix,
+                                       random_state=rng)
             drawn.append(members[idx])
-            weights.append(w)
-        if not drawn:
-            return np.empty(0, dtype=np.intp), np.empty(0)
-        drawn, weights = np.concatenate(drawn), np.concatenate(weights)
+            factors.append(w * (k / n))
+        drawn, factors = np.concatenate(drawn), np.concatenate(factors)
         order = np.argsort(drawn)
-        return drawn[order], weights[order]
+        return drawn[order], factors[order]
 
     def _guard(self, est, c, proba_pool, d, pool):
         """Suspected label errors among ``pool``: a mask over it, their rows of X
@@ -717,7 +793,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """Confident learning over reference rows (the held-out ones: out of sample
         for every class) and the pool negatives; the pool's flags are returned."""
         X_ref, y_ref = self._reference(c)
-        platt = None if hasattr(est, "predict_proba") else self._fit_platt(est, X_ref, y_ref)
+        platt = None if hasattr(est, "predict_proba") else self._fit_platt(est, c)
         if proba_pool is None:
             proba_pool = self._proba_rows(est, c["X"], pool, platt)
         P = np.vstack([self._proba(est, X_ref, platt), proba_pool])
@@ -748,10 +824,22 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # threshold is high and the guard conservative)
         return _safe_indexing(c["X"], c["pos"]), c["y_enc"][c["pos"]]
 
-    def _fit_platt(self, est, X_ref, y_ref):
-        """Platt scaling of a binary decision function on the reference rows."""
+    # Rows of each class a Platt fit without held-out data reads (a stride of the pool).
+    _PLATT_ROWS = 20_000
+
+    def _fit_platt(self, est, c):
+        """Platt scaling of a binary decision function: on the held-out rows, or,
+        without them, on the training positives and a stride of the pool's
+        negatives (mostly not trained on)."""
         if self.classes_.size != 2:
             return None
+        if c["val"].size or c["X_val"] is not None:
+            X_ref, y_ref = self._reference(c)
+        else:
+            pos, pool = c["pos"], c["pool"]
+            pool = pool[::max(1, pool.size // self._PLATT_ROWS)]
+            rows = np.sort(np.concatenate([pos[::max(1, pos.size // self._PLATT_ROWS)], pool]))
+            X_ref, y_ref = _safe_indexing(c["X"], rows), c["y_enc"][rows]
         f = np.asarray(est.decision_function(X_ref), dtype=np.float64).reshape(-1, 1)
         if np.unique(y_ref).size < 2:
             return (1.0, 0.0)
@@ -817,7 +905,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         est, how = self._fit_on(c, np.concatenate([pos, pool[cached]]), None)
         self._record(0, int(cached.sum()), None, n0, 0, None, est, c, how)
         for r in self._rounds():
-            proba_pool, d, n_wrong = self._score_pool(est, c["X"], y_enc, pool)
+            proba_pool, d, n_wrong = self._score_pool(est, c, pool)
             candidates = np.flatnonzero(~cached)
             n_guarded = 0
             if self.noise_fraction == "auto":
@@ -866,7 +954,7 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         est, how = self._fit_on(c, rows, weights)
         self._record(0, pool.size, None, pool.size, 0, None, est, c, how)
         for r in self._rounds():
-            _, d, n_wrong = self._score_pool(est, c["X"], c["y_enc"], pool)
+            _, d, n_wrong = self._score_pool(est, c, pool)
             weights[pos.size:] = difficulty_weights(d, method=self.weighting, gamma=self.gamma,
                                                     temperature=self.temperature)
             est, how = self._fit_on(c, rows, weights)
@@ -949,24 +1037,34 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return candidates[blend.indices]
 
     # ------------------------------------------------------- shared helpers
-    def _score_pool(self, est, X, y_enc, pool):
+    def _score_pool(self, est, c, pool):
         """Probabilities (or None), difficulty and the number misclassified of the
-        pool under ``est``, one batch at a time."""
+        pool under ``est``, one batch at a time. A probability measure of a model
+        without ``predict_proba`` reads its decision function Platt-scaled on the
+        reference rows (binary) or soft-maxed (several classes), as the noise
+        guard does: decision values are never read as probabilities."""
+        X, y_enc = c["X"], c["y_enc"]
         batch = self.batch_size or DEFAULT_BATCH_SIZE
         measure = self._measure_
         d = np.empty(pool.size, dtype=np.float64)
         n_wrong = 0
-        use_proba = hasattr(est, "predict_proba") or measure in (
-            "log_loss", "confidence", "entropy")
+        has_proba = hasattr(est, "predict_proba")
+        use_proba = has_proba or measure in ("log_loss", "confidence", "entropy")
+        platt = None
+        if use_proba and not has_proba:
+            platt = self._fit_platt(est, c)
         proba = np.empty((pool.size, self.classes_.size)) if use_proba else None
         labels = np.arange(self.classes_.size)
         est_codes = np.searchsorted(self.classes_, est.classes_)
         for s in range(0, pool.size, batch):
             rows = pool[s:s + batch]
             Xc = _safe_indexing(X, rows)
-            scores = est.predict_proba(Xc) if use_proba else est.decision_function(Xc)
-            scores = np.asarray(scores)
-            if scores.ndim == 2 and est.classes_.size != self.classes_.size:
+            if use_proba and not has_proba:  # already in the columns of classes_
+                scores = self._proba(est, Xc, platt)
+            else:
+                scores = np.asarray(est.predict_proba(Xc) if use_proba
+                                    else est.decision_function(Xc))
+            if scores.ndim == 2 and scores.shape[1] != self.classes_.size:
                 full = np.full((scores.shape[0], self.classes_.size),
                                0.0 if use_proba else -np.inf)
                 full[:, est_codes] = scores

@@ -314,27 +314,42 @@ def test_defaults_draw_weighted_negatives_every_round_and_keep_the_best(known):
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, max_negatives=40,
                                weight_exponent=1.0, n_iter_no_change=None,
                                random_state=0).fit(X, y)
-    # 20% held out (stratified): rounds draw 10% of the 320 training negatives
-    assert [h["n_negatives"] for h in clf.history_] == [32, 32, 32]
+    # 20% held out (stratified): every round draws the whole budget of 40 from the
+    # 320 training negatives
+    assert [h["n_negatives"] for h in clf.history_] == [40, 40, 40]
     assert all(h["weights"] == "importance" for h in clf.history_)
     rows0, w0 = FITS[0]
-    np.testing.assert_allclose(w0[y[rows0] == 0], 320 / 32)      # round 0: uniform
+    np.testing.assert_allclose(w0[y[rows0] == 0], 320 / 40)      # round 0: uniform
     np.testing.assert_allclose(w0[y[rows0] == 1], 1.0)
-    rows1, w1 = FITS[1]
-    assert w1[y[rows1] == 0].max() <= 320 / (32 * 0.2) + 1e-9  # the uniform share bounds them
+    rows1, w1 = FITS[1]                                          # round 1, by difficulty
+    assert w1[y[rows1] == 0].max() <= 320 / (40 * 0.2) + 1e-9  # the uniform share bounds them
+    # every mining round also fits a uniform draw; the better on held-out data is the round's
+    assert len(FITS) == 1 + 2 * 2 + 1
+    assert [h["draw"] for h in clf.history_][0] == "uniform"
+    for h in clf.history_[1:]:
+        s = h["draw_scores"]
+        assert set(s) == {"difficulty", "uniform"}
+        assert h["validation_score"] == s[h["draw"]]
+        if h["draw"] == "uniform":  # it replaces the difficulty draw only by scoring higher
+            assert s["uniform"] > s["difficulty"]
     scores = [h["validation_score"] for h in clf.history_]
     assert clf.best_round_ == int(np.argmax(scores))
     assert [h["kept"] for h in clf.history_].count(True) == 1
     assert clf.history_[clf.best_round_]["kept"]
     assert "best held-out average_precision" in clf.history_[clf.best_round_]["reason"]
-    assert "refit on all" in clf.history_[clf.best_round_]["reason"]
-    # the refit: every positive, 40 negatives, their weights in sample_weight_
+    assert "refit on its 40 negatives" in clf.history_[clf.best_round_]["reason"]
+    # the refit: every positive and the kept round's very negatives, now weighted
+    # for all 400 negatives (the held-out ones included)
     rows, w = FITS[-1]
-    assert len(FITS) == 4 and set(np.flatnonzero(y == 1)) <= set(rows)
-    assert (y[rows] == 0).sum() == 40
+    assert set(np.flatnonzero(y == 1)) <= set(rows)
+    neg = y[rows] == 0
+    kept = [(r, wr) for r, wr in FITS[:-1]
+            if np.array_equal(r[y[r] == 0], rows[neg])]
+    assert kept, "the refit trains on the negatives of a validated fit"
+    np.testing.assert_allclose(w[neg], kept[0][1][y[kept[0][0]] == 0] * 400 / 320)
     np.testing.assert_array_equal(np.flatnonzero(clf.sample_weight_), np.sort(rows))
     np.testing.assert_allclose(clf.sample_weight_[np.sort(rows)], w)
-    np.testing.assert_array_equal(clf.negative_indices_, np.sort(rows[y[rows] == 0]))
+    np.testing.assert_array_equal(clf.negative_indices_, np.sort(rows[neg]))
 
 
 def falling_scorer():
@@ -355,9 +370,11 @@ def test_a_round_worse_on_held_out_data_is_never_kept(known):
     clf = HardMiningClassifier(RowRecorder(), n_rounds=3, scoring=falling,
                                random_state=0).fit(X, y)
     assert clf.best_round_ == 0 and clf.history_[0]["kept"]
-    # round 0 refit: its draw plus the 8 held-out positives and 8 of the 80 held-out negatives
-    assert FITS[-1][0].size == FITS[0][0].size + 8 + 8
+    # round 0 refit: its draw plus the 8 held-out positives (its negatives stand for the
+    # 80 held-out ones too)
+    assert FITS[-1][0].size == FITS[0][0].size + 8
     assert set(FITS[0][0]) < set(FITS[-1][0])
+    assert (y[FITS[-1][0]] == 0).sum() == (y[FITS[0][0]] == 0).sum()
 
     clf = HardMiningClassifier(RowRecorder(), n_rounds=2, validation_fraction=None,
                                random_state=0).fit(X, y)
@@ -403,8 +420,8 @@ def test_weights_reach_a_pipeline_step_and_estimators_without_them_resample(know
     assert all(h["weights"] == "resampled" for h in clf.history_)
     rows = FITS[0][0]
     # costing: rows redrawn with replacement in proportion to their weights, so the
-    # negatives (weight 10) outnumber the positives (weight 1) about 320 : 32
-    assert rows.size == 32 + 32 and (y[rows] == 0).mean() > 0.75
+    # negatives (weight 8) outnumber the positives (weight 1) about 320 : 32
+    assert rows.size == 32 + 40 and (y[rows] == 0).mean() > 0.75
 
 
 def test_pipeline_receives_the_weights_in_its_last_step():
@@ -489,10 +506,10 @@ def test_weight_exponent_auto_keeps_the_better_correction_and_recalibrates(known
     X, y, p = known
     clf = HardMiningClassifier(RowRecorder(), n_rounds=0, max_negatives=40,
                                random_state=0).fit(X, y)
-    # round 0 fits the same draw twice: full correction (weights 10), then none (weights 1)
+    # round 0 fits the same draw twice: full correction (weights 320 / 40), then none
     (rows_a, w_a), (rows_b, w_b) = FITS[0], FITS[1]
     np.testing.assert_array_equal(rows_a, rows_b)
-    np.testing.assert_allclose(w_a[y[rows_a] == 0], 10.0)
+    np.testing.assert_allclose(w_a[y[rows_a] == 0], 8.0)
     np.testing.assert_allclose(w_b, 1.0)
     scores = clf.history_[0]["weight_exponent_scores"]
     assert set(scores) == {1.0, 0.0}
@@ -533,3 +550,43 @@ def test_rounds_stop_after_n_iter_no_change_rounds_without_improvement(known):
     calls.clear()
     clf = HardMiningClassifier(RowRecorder(), n_iter_no_change=None, **kw).fit(X, y)
     assert len(clf.history_) == 6
+
+
+@pytest.mark.parametrize("measure", ["confidence", "log_loss"])
+def test_probability_measures_of_a_decision_function_model_are_platt_scaled(measure):
+    # LinearSVC has no predict_proba: its decision values are never read as
+    # probabilities; they are Platt-scaled on the held-out rows
+    X, y = make_classification(2000, weights=[0.9], random_state=0)
+    clf = HardMiningClassifier(LinearSVC(), measure=measure, max_negatives=0.2, n_rounds=1,
+                               random_state=0).fit(X, y)
+    h = clf.history_[1]
+    assert h["difficulty_max"] > 0
+    if measure == "confidence":
+        assert h["difficulty_max"] <= 1.0
+    assert not hasattr(clf, "predict_proba")
+
+
+def test_bootstrap_average_precision_and_the_uniform_draw_needs_a_clear_win():
+    from sklearn.metrics import average_precision_score
+    from hnm.mining import _bootstrap_ap
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.1).astype(float)
+    s = y + rng.standard_normal(y.size)
+    boot = _bootstrap_ap(y, np.column_stack([s, s]), np.random.default_rng(1), 300)
+    assert abs(boot[:, 0].mean() - average_precision_score(y, s)) < 0.02
+    np.testing.assert_array_equal(boot[:, 0], boot[:, 1])  # paired: the same weights
+
+    # the uniform draw of a round wins only by more than the paired standard error
+    X, yy = make_classification(3000, weights=[0.9], random_state=0)
+    clf = HardMiningClassifier(LogisticRegression(), max_negatives=0.1, random_state=0)
+    clf.fit(X, yy)
+    c = dict(X_val=X[:600], y_val=yy[:600], rng=np.random.default_rng(0))
+    a = LogisticRegression().fit(X[:1500], yy[:1500])
+    b = LogisticRegression().fit(X[1500:], yy[1500:])
+    tried = [(0.50, 1.0, a, None, None, None, None, 0.2),
+             (0.50 + 1e-9, 1.0, b, None, None, None, None, 1.0)]
+    assert clf._compete(tried, c)[0][2] is a        # higher by a hair: difficulty stays
+    tried[1] = (0.9, *tried[1][1:])
+    assert clf._compete(tried, c)[0][2] is b        # far higher: uniform wins
+    tried[1] = (0.4, *tried[1][1:])
+    assert clf._compete(tried, c)[0][2] is a
