@@ -69,6 +69,9 @@ _ROW_VALUES = 1 << 23
 # Query rows per call of the exact search (bounds the copies the search makes).
 _SEARCH_ROWS = 1 << 16
 DEFAULT_BLOCK_SIZE = 4096
+# Mine within one set (no ref_embeddings) with the symmetric kernel: each
+# unordered pair's dot product computed once (tests turn it off to compare)
+_SYMMETRIC = True
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
@@ -422,9 +425,11 @@ def _lexsorted(*cols):
 # pairs: a rule per kind, tested by the fused kernel as each key is computed
 
 
-def _scan(ctx, mode, rules, state=(), rows=None):
+def _scan(ctx, mode, rules, state=(), rows=None, symmetric=True):
     """One pass of ``hnm._miners.scan`` over the anchors (``rows``: sorted
-    anchor ids, default all) against every reference.
+    anchor ids, default all) against every reference; within one set by the
+    symmetric kernel when it applies and ``symmetric`` (a count that a
+    "select" pass follows is not: it must see the keys that pass sees).
 
     ``rules``: per kind (same label, different label) None or ``(op, off,
     thr)``: keep ``fl(key + off) op thr[anchor]`` (op ">" or "<", ``thr`` one
@@ -435,6 +440,19 @@ def _scan(ctx, mode, rules, state=(), rows=None):
     step = max(64, _TILE_VALUES // ctx.dim)
     cosine = ctx.distance == "cosine"
     emit = mode in ("emit", "select")
+    X = _symmetric_rows(ctx) if symmetric and rows is None and mode != "select" else None
+    if X is not None:
+        # within one set: each unordered pair's dot product once (half the
+        # GEMM), both of its ordered pairs tested, in the same order as below
+        ids = np.arange(ctx.n_a, dtype=np.intp)
+        kinds = [(False, 0, 0.0, None) if r is None else
+                 (True, _miners.OPS[r[0]], float(r[1]),
+                  None if r[2] is None else np.ascontiguousarray(r[2], dtype=ctx.dtype))
+                 for r in rules]
+        res = _miners.scan(X, X, (ids, ctx.la32, ctx.inv_a, ctx.sq_a),
+                           (0, ctx.lr32, ctx.inv_r, ctx.sq_r, True, cosine, True), kinds,
+                           _miners.MODES[mode], tuple(state), ctx.n_threads)
+        return list(res) if emit else None
     got = ([], [])
     for s in range(0, n, step):
         e = min(s + step, n)
@@ -483,6 +501,20 @@ def _scan(ctx, mode, rules, state=(), rows=None):
     return out
 
 
+def _symmetric_rows(ctx):
+    """The anchors as one C-contiguous working-dtype array when the miner mines
+    within one set and the symmetric kernel applies (``_SYMMETRIC``), else None.
+    A copy only when it is small (at most ``_ROW_VALUES`` values)."""
+    if not (_SYMMETRIC and ctx.self_mode) or ctx.n_a < 2:
+        return None
+    E = ctx.E
+    if isinstance(E, np.ndarray) and E.dtype == ctx.dtype and E.flags.c_contiguous:
+        return E
+    if ctx.n_a * ctx.dim > _ROW_VALUES:
+        return None
+    return np.ascontiguousarray(as_working(E, ctx.dtype, "embeddings"))
+
+
 def _threshold(ctx, value):
     return np.full(ctx.n_a, value, dtype=ctx.dtype)
 
@@ -500,7 +532,7 @@ def _mine_pairs(ctx, rules, max_pairs, random_state, counts=None):
         max_pairs = (max_pairs, max_pairs)
     if counts is None:
         counts = (np.zeros(ctx.n_a, dtype=np.int64), np.zeros(ctx.n_a, dtype=np.int64))
-        _scan(ctx, "count", rules, counts)
+        _scan(ctx, "count", rules, counts, symmetric=False)
     rng = check_random_state(random_state)
     plans, need = [], []
     for kind in (0, 1):
@@ -1036,7 +1068,7 @@ def hdc(embeddings, labels, ref_embeddings=None, ref_labels=None, *,
     if max_pairs is not None:
         # a uniform draw from strict pairs and ties: how many of each, then which
         counts = (np.zeros(ctx.n_a, dtype=np.int64), np.zeros(ctx.n_a, dtype=np.int64))
-        _scan(ctx, "count", rules, counts)
+        _scan(ctx, "count", rules, counts, symmetric=False)
         random_state = check_random_state(random_state)
         per_kind = []
         for kind in (0, 1):

@@ -46,8 +46,10 @@ MODES = {"bounds": BOUNDS, "count": COUNT, "emit": EMIT, "select": SELECT}
 OPS = {">": OP_GT, "<": OP_LT}
 
 cdef enum:
-    BM = 64     # anchors per thread task
-    BN = 1024   # references per GEMM tile
+    BM = 64     # anchors per thread task of keys_tile
+    SR = 128    # references per GEMM tile of scan: the GEMM's small side (the
+                # operand BLAS packs transposed: 1.8x the rate of 1024 x 64 tiles)
+    SA = 512    # at most this many anchors per task of scan (a multiple of SR)
 
 
 cdef extern from *:
@@ -242,20 +244,29 @@ cdef struct Buf:
     intp_t cap
 
 
-cdef inline int _push(Buf* b, int32_t r, int32_t c) noexcept nogil:
+cdef inline int _reserve(Buf* b, intp_t need) noexcept nogil:
     cdef intp_t cap
     cdef int32_t* p
-    if b.size == b.cap:
-        cap = 2 * b.cap if b.cap else 4096
-        p = <int32_t*> realloc(b.row, cap * sizeof(int32_t))
-        if p == NULL:
-            return -1
-        b.row = p
-        p = <int32_t*> realloc(b.col, cap * sizeof(int32_t))
-        if p == NULL:
-            return -1
-        b.col = p
-        b.cap = cap
+    if need <= b.cap:
+        return 0
+    cap = 2 * b.cap if b.cap else 4096
+    if cap < need:
+        cap = need
+    p = <int32_t*> realloc(b.row, cap * sizeof(int32_t))
+    if p == NULL:
+        return -1
+    b.row = p
+    p = <int32_t*> realloc(b.col, cap * sizeof(int32_t))
+    if p == NULL:
+        return -1
+    b.col = p
+    b.cap = cap
+    return 0
+
+
+cdef inline int _push(Buf* b, int32_t r, int32_t c) noexcept nogil:
+    if b.size == b.cap and _reserve(b, b.size + 1) != 0:
+        return -1
     b.row[b.size] = r
     b.col[b.size] = c
     b.size += 1
@@ -276,17 +287,365 @@ cdef struct Select:
     const int64_t* end
 
 
+cdef struct Job:
+    # what every task reads (shared, never written but for the failure flag)
+    int mode
+    bint cosine
+    bint self_mode
+    bint sym            # A is R: each unordered pair's tile is computed once
+    intp_t m
+    intp_t n
+    intp_t d
+    intp_t sa           # anchors per task
+    intp_t c0
+    const intp_t* aid
+    const int32_t* la
+    const int32_t* lr
+    const void* inv_a
+    const void* sq_a
+    const void* inv_r
+    const void* sq_r
+    double g[2]         # +1: rule ">", -1: rule "<"
+    double off[2]
+    const void* pb[2]   # per anchor and kind: the bound of the flag test (+inf: never)
+    void* bmax          # BOUNDS: per anchor (not sym)
+    void* bmin
+    int64_t* cnt[2]     # COUNT: per anchor (not sym)
+    Select sel[2]
+    int* failed
+
+
+cdef struct Work:
+    # one thread's buffers
+    void* T             # sa x SR dot products
+    unsigned char* flags
+    void* colmax        # SR: a tile's transposed bounds (sym BOUNDS)
+    void* colmin
+    int32_t* tcount     # SR: counting sort of a tile's transposed pairs
+    void* bmax          # m: the thread's bounds (sym BOUNDS)
+    void* bmin
+    int64_t* cnt[2]     # m: the thread's counts (sym COUNT)
+    Buf dbuf[2]         # the task's direct pairs (row in the block, reference)
+    Buf tbuf[2]         # the tile's transposed pairs (anchor in the tile, reference)
+
+
+cdef inline void _flags_l2_t(const floating* row, intp_t nb, const floating* ia,
+                             const floating* qa, floating ir, floating qr, const int32_t* la_,
+                             int32_t lab, floating g0, const floating* b0, floating g1,
+                             const floating* b1, unsigned char* flags) noexcept nogil:
+    """:func:`_flags_l2` down a column: the anchors are the tile's references
+    (their inverse norms, squared norms and bounds per entry), the reference is
+    the row's anchor; the same operations as the direct key of the pair (both
+    bounds loaded, no branch: the loop vectorises)."""
+    cdef intp_t j
+    cdef floating t, c0, c1
+    cdef bint same
+    for j in range(nb):
+        t = _sq(row[j], ia[j], qa[j], ir, qr)
+        c0 = b0[j]
+        c1 = b1[j]
+        same = la_[j] == lab
+        flags[j] = t * (g0 if same else g1) >= (c0 if same else c1)
+
+
+cdef inline void _flags_cos_t(const floating* row, intp_t nb, const floating* ia, floating ir,
+                              const int32_t* la_, int32_t lab, floating s0, floating o0,
+                              const floating* t0, floating s1, floating o1,
+                              const floating* t1, unsigned char* flags) noexcept nogil:
+    """:func:`_flags_cos` down a column (see :func:`_flags_l2_t`)."""
+    cdef intp_t j
+    cdef floating v, s, c0, c1
+    cdef bint same
+    for j in range(nb):
+        s = row[j] * ia[j]
+        s = s * ir
+        c0 = t0[j]
+        c1 = t1[j]
+        same = la_[j] == lab
+        v = -s + (o0 if same else o1)
+        v = v * (s0 if same else s1)
+        flags[j] = v > (c0 if same else c1)
+
+
+cdef inline void _col_bounds(const floating* row, intp_t nb, const floating* ia,
+                             const floating* qa, floating ir, floating qr, bint cosine,
+                             const int32_t* la_, int32_t lab, floating* cmax,
+                             floating* cmin) noexcept nogil:
+    """:func:`_row_bounds` down a column, into per-anchor running bounds
+    (squared distances for Euclidean: rooted when the tile is done)."""
+    cdef intp_t j
+    cdef floating v, hi, lo
+    cdef bint same
+    for j in range(nb):
+        if cosine:
+            v = row[j] * ia[j]
+            v = -(v * ir)
+        else:
+            v = _sq(row[j], ia[j], qa[j], ir, qr)
+        same = la_[j] == lab
+        hi = cmax[j]
+        lo = cmin[j]
+        cmax[j] = v if (same and v > hi) else hi
+        cmin[j] = v if (not same and v < lo) else lo
+
+
+cdef extern from *:
+    """
+    static inline int hnm_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    """
+    int hnm_ctz64(unsigned long long x) noexcept nogil
+
+
+cdef inline uint64_t _bits(const unsigned char* f, intp_t n) noexcept nogil:
+    """Bit j set where ``f[j]`` (each 0 or 1), ``j < n <= 64``: eight flags a
+    multiply (byte j's bit lands on bit j of the top byte)."""
+    cdef uint64_t m = 0, w
+    cdef intp_t q = 0
+    while q + 8 <= n:
+        memcpy(&w, f + q, 8)
+        m = m | (((w * <uint64_t> 0x0102040810204080ULL) >> 56) << q)
+        q = q + 8
+    while q < n:
+        m = m | ((<uint64_t> f[q]) << q)
+        q = q + 1
+    return m
+
+
+cdef inline floating _root(floating v, bint cosine) noexcept nogil:
+    if cosine or not v >= 0:
+        return v
+    if floating is float32_t:
+        return sqrtf(v)
+    return sqrt(v)
+
+
+cdef int _task(Job* J, Work* W, const floating* A, const floating* R, intp_t b,
+               int32_t* blk_rows, int32_t** blk_col, intp_t* blk_n, Buf* blk_T) noexcept nogil:
+    """Anchor block ``b`` against its reference tiles (sym: from its own first
+    row on, the pairs of a row above a tile's first reference also read down
+    the tile's columns). Returns -1 when out of memory."""
+    cdef intp_t m = J.m, n = J.n, d = J.d, sa = J.sa
+    cdef intp_t i0 = b * sa
+    cdef intp_t i1 = i0 + sa if i0 + sa < m else m
+    cdef intp_t j0, j1, nb, rows, above, ii, gi, jj, gj, me, t, r, pos, c
+    cdef int mode = J.mode, k
+    cdef bint cosine = J.cosine, self_mode = J.self_mode, sym = J.sym, same
+    cdef const intp_t* aid = J.aid
+    cdef const int32_t* la = J.la
+    cdef const int32_t* lr = J.lr
+    cdef const floating* inv_a = <const floating*> J.inv_a
+    cdef const floating* sq_a = <const floating*> J.sq_a
+    cdef const floating* inv_r = <const floating*> J.inv_r
+    cdef const floating* sq_r = <const floating*> J.sq_r
+    cdef const floating* pb0 = <const floating*> J.pb[0]
+    cdef const floating* pb1 = <const floating*> J.pb[1]
+    cdef floating g0 = <floating> J.g[0], g1 = <floating> J.g[1]
+    cdef floating o0 = <floating> J.off[0], o1 = <floating> J.off[1]
+    cdef floating* T = <floating*> W.T
+    cdef floating* row
+    cdef floating* cmax = <floating*> W.colmax
+    cdef floating* cmin = <floating*> W.colmin
+    cdef floating* bmax = <floating*> (W.bmax if sym else J.bmax)
+    cdef floating* bmin = <floating*> (W.bmin if sym else J.bmin)
+    cdef int64_t* cnt0 = W.cnt[0] if sym else J.cnt[0]
+    cdef int64_t* cnt1 = W.cnt[1] if sym else J.cnt[1]
+    cdef unsigned char* flags = W.flags
+    cdef int32_t* tcount = W.tcount
+    cdef int32_t lab
+    cdef int32_t* rows_of
+    cdef int32_t* outc
+    cdef uint64_t word
+    cdef int64_t rk, pp
+    cdef floating v
+    cdef Buf* buf
+    cdef Buf* dst
+    j0 = i0 if sym else 0
+    while j0 < n:
+        if J.failed[0]:
+            return 0
+        j1 = j0 + SR if j0 + SR < n else n
+        nb = j1 - j0
+        if sym:
+            # rows below the tile's last reference are another task's
+            rows = (i1 if i1 < j1 else j1) - i0
+            above = (i1 if i1 < j0 else j0) - i0
+        else:
+            rows = i1 - i0
+            above = 0
+        gemm_bt(&R[j0 * d], &A[i0 * d], T, <int> nb, <int> rows, <int> d)
+        if mode == BOUNDS and above > 0:
+            for jj in range(nb):
+                cmax[jj] = -<floating> INFINITY
+                cmin[jj] = <floating> INFINITY
+        for ii in range(rows):
+            gi = i0 + ii
+            lab = la[gi]
+            me = aid[gi] - J.c0  # the anchor's own id among R's rows
+            row = T + ii * nb
+            if mode == BOUNDS:
+                _row_bounds(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0], cosine,
+                            &lr[j0], lab, me - j0 if self_mode else -1, &bmax[gi], &bmin[gi])
+                if ii < above:
+                    _col_bounds(row, nb, &inv_r[j0], &sq_r[j0], inv_a[gi], sq_a[gi], cosine,
+                                &lr[j0], lab, cmax, cmin)
+                continue
+            if cosine:
+                _flags_cos(row, nb, inv_a[gi], &inv_r[j0], &lr[j0], lab, g0, o0, pb0[gi],
+                           g1, o1, pb1[gi], flags)
+            else:
+                _flags_l2(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0], &lr[j0], lab,
+                          g0, pb0[gi], g1, pb1[gi], flags)
+            for c in range(0, nb, 64):
+                word = _bits(flags + c, nb - c if nb - c < 64 else 64)
+                while word:
+                    gj = j0 + c + hnm_ctz64(word)
+                    word = word & (word - 1)
+                    same = lr[gj] == lab
+                    if same and self_mode and gj == me:
+                        continue
+                    k = 0 if same else 1
+                    if mode == COUNT:
+                        if k == 0:
+                            cnt0[gi] += 1
+                        else:
+                            cnt1[gi] += 1
+                        continue
+                    if mode == SELECT:
+                        rk = J.sel[k].seen[gi]
+                        J.sel[k].seen[gi] = rk + 1
+                        pp = J.sel[k].ptr[gi]
+                        if pp >= J.sel[k].end[gi] or J.sel[k].chosen[pp] != rk:
+                            continue
+                        J.sel[k].ptr[gi] = pp + 1
+                    if _push(&W.dbuf[k], <int32_t> ii, <int32_t> gj) != 0:
+                        return -1
+            if ii >= above:
+                continue
+            # the transposed pairs: the tile's references as anchors, this row's
+            # anchor as their reference (sym: A is R, anchor ids are row ids)
+            if cosine:
+                _flags_cos_t(row, nb, &inv_r[j0], inv_a[gi], &lr[j0], lab, g0, o0, &pb0[j0],
+                             g1, o1, &pb1[j0], flags)
+            else:
+                _flags_l2_t(row, nb, &inv_r[j0], &sq_r[j0], inv_a[gi], sq_a[gi], &lr[j0],
+                            lab, g0, &pb0[j0], g1, &pb1[j0], flags)
+            for c in range(0, nb, 64):
+                word = _bits(flags + c, nb - c if nb - c < 64 else 64)
+                while word:
+                    jj = c + hnm_ctz64(word)
+                    word = word & (word - 1)
+                    gj = j0 + jj
+                    k = 0 if lr[gj] == lab else 1
+                    if mode == COUNT:
+                        if k == 0:
+                            cnt0[gj] += 1
+                        else:
+                            cnt1[gj] += 1
+                    elif _push(&W.tbuf[k], <int32_t> jj, <int32_t> gi) != 0:
+                        return -1
+        if above > 0 and mode == BOUNDS:
+            for jj in range(nb):
+                v = _root(cmax[jj], cosine)
+                if v > bmax[j0 + jj]:
+                    bmax[j0 + jj] = v
+                v = _root(cmin[jj], cosine)
+                if v < bmin[j0 + jj]:
+                    bmin[j0 + jj] = v
+        elif above > 0 and mode == EMIT:
+            # the tile's transposed pairs by anchor (counting sort, stable: the
+            # references stay ascending), onto the task's list
+            for k in range(2):
+                buf = &W.tbuf[k]
+                if buf.size == 0:
+                    continue
+                dst = &blk_T[2 * b + k]
+                if _reserve(dst, dst.size + buf.size) != 0:
+                    return -1
+                for jj in range(nb):
+                    tcount[jj] = 0
+                for t in range(buf.size):
+                    tcount[buf.row[t]] += 1
+                pos = dst.size
+                for jj in range(nb):
+                    r = tcount[jj]
+                    tcount[jj] = <int32_t> pos
+                    pos = pos + r
+                for t in range(buf.size):
+                    r = buf.row[t]
+                    pos = tcount[r]
+                    dst.row[pos] = <int32_t> (j0 + r)
+                    dst.col[pos] = buf.col[t]
+                    tcount[r] = <int32_t> (pos + 1)
+                dst.size += buf.size
+                buf.size = 0
+        j0 = j0 + SR
+    if mode == EMIT or mode == SELECT:
+        # counting sort of the block's direct pairs by row (stable: references
+        # stay ascending within a row)
+        for k in range(2):
+            buf = &W.dbuf[k]
+            rows_of = blk_rows + (2 * b + k) * sa
+            for t in range(buf.size):
+                rows_of[buf.row[t]] += 1
+            outc = <int32_t*> malloc((buf.size if buf.size else 1) * sizeof(int32_t))
+            if outc == NULL:
+                buf.size = 0
+                return -1
+            pp = 0
+            for r in range(sa):
+                rk = rows_of[r]
+                rows_of[r] = <int32_t> pp  # start, restored below
+                pp = pp + rk
+            for t in range(buf.size):
+                r = buf.row[t]
+                outc[rows_of[r]] = buf.col[t]
+                rows_of[r] += 1
+            # rows_of[r] is now the end of row r: back to counts
+            for r in range(sa - 1, 0, -1):
+                rows_of[r] = rows_of[r] - rows_of[r - 1]
+            blk_col[2 * b + k] = outc
+            blk_n[2 * b + k] = buf.size
+            buf.size = 0
+    return 0
+
+
+cdef void _bounds_per_anchor(Job* J, const floating* thr0, const floating* thr1,
+                             floating* pb0, floating* pb1, int n_threads) noexcept nogil:
+    """Per anchor and kind, the bound the flag test compares with: Euclidean
+    ``g * t >= g * t*`` with ``t*`` the exact bound on the squared distance,
+    cosine ``g * (key + off) > g * thr``; +inf for a kind that is off."""
+    cdef intp_t i
+    cdef int k
+    cdef floating v
+    cdef const floating* thr
+    cdef floating* pb
+    for i in prange(J.m, schedule="static", num_threads=n_threads):
+        for k in range(2):
+            thr = thr0 if k == 0 else thr1
+            pb = pb0 if k == 0 else pb1
+            if thr == NULL:
+                v = <floating> INFINITY
+            elif J.cosine:
+                v = (<floating> J.g[k]) * thr[i]
+            else:
+                v = (<floating> J.g[k]) * _squared_bound(OP_GT if J.g[k] > 0 else OP_LT,
+                                                         <floating> J.off[k], thr[i])
+            pb[i] = v
+
+
 def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rules,
          int mode, state, int n_threads):
     """One pass of the rule over ``A x R`` (see the module docstring).
 
     anchors: ``(ids, labels, inv, sq)`` per row of ``A`` (ids: global, intp);
-    refs: ``(offset, labels, inv, sq, self_mode, cosine)`` (``R`` holds the
-    references ``offset .. offset + len(R) - 1``); rules: per kind ``(on, op,
-    off, thr)`` (``thr`` per anchor, the working dtype); state: BOUNDS
-    ``(max_same, min_diff)``; COUNT ``(count_same, count_diff)``; SELECT per kind
-    ``(seen, chosen, ptr, end)``. Returns per kind ``(anchor ids, reference
-    ids)`` for EMIT and SELECT, else None.
+    refs: ``(offset, labels, inv, sq, self_mode, cosine[, symmetric])`` (``R``
+    holds the references ``offset .. offset + len(R) - 1``; symmetric: ``A`` is
+    ``R``, anchor ids ``0 .. len(A) - 1``, offset 0, and the same labels, norms,
+    so each unordered pair's dot product is computed once: not for SELECT);
+    rules: per kind ``(on, op, off, thr)`` (``thr`` per anchor, the working
+    dtype); state: BOUNDS ``(max_same, min_diff)``; COUNT ``(count_same,
+    count_diff)``; SELECT per kind ``(seen, chosen, ptr, end)``. Returns per kind
+    ``(anchor ids, reference ids)`` for EMIT and SELECT, else None.
     """
     cdef const intp_t[::1] aid = anchors[0]
     cdef const int32_t[::1] la = anchors[1]
@@ -298,13 +657,12 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     cdef const floating[::1] sq_r = refs[3]
     cdef bint self_mode = refs[4]
     cdef bint cosine = refs[5]
+    cdef bint sym = len(refs) > 6 and refs[6]
     cdef intp_t m = A.shape[0], n = R.shape[0]
     cdef int d = <int> A.shape[1]
-    cdef intp_t n_blocks = (m + BM - 1) // BM
-    cdef intp_t n_tiles = (n + BN - 1) // BN
-    cdef Rule rule[2]
-    cdef Select sel[2]
+    cdef Job job
     cdef const floating[::1] thr0, thr1
+    cdef const floating* p_thr[2]
     cdef floating[::1] bmax, bmin
     cdef int64_t[::1] cnt0, cnt1
     cdef int64_t[::1] s_seen, s_ptr
@@ -314,55 +672,61 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
             or sq_a.shape[0] != m or lr.shape[0] != n or inv_r.shape[0] != n
             or sq_r.shape[0] != n or (n and R.shape[1] != d)):
         raise ValueError("scan: shapes do not match")
-    if n >= 2**31 - 1:
-        raise ValueError("scan: at most 2**31 - 2 references per call")
+    if n >= 2**31 - 1 or m >= 2**31 - 1:
+        raise ValueError("scan: at most 2**31 - 2 anchors and references per call")
+    if sym and (mode == SELECT or m != n or c0 != 0 or not self_mode
+                or (m and (aid[0] != 0 or aid[m - 1] != m - 1))):
+        raise ValueError("scan: symmetric needs A is R, ids 0 .. len(A) - 1 and no SELECT")
+    job.mode = mode
+    job.cosine = cosine
+    job.self_mode = self_mode
+    job.sym = sym
+    job.m = m
+    job.n = n
+    job.d = d
+    job.c0 = c0
+    job.bmax = job.bmin = NULL
     for k in range(2):
         on, op, off, thr = rules[k]
-        rule[k].on = on
-        rule[k].op = op
-        rule[k].off = off
-        rule[k].thr = NULL
+        job.g[k] = 1 if op == OP_GT else -1
+        job.off[k] = off
+        job.cnt[k] = NULL
+        job.sel[k].seen = NULL
+        p_thr[k] = NULL
         if on and mode != BOUNDS:
             if k == 0:
                 thr0 = thr
                 if thr0.shape[0] != m:
                     raise ValueError("scan: a threshold per anchor")
-                rule[k].thr = &thr0[0] if m else NULL
+                p_thr[k] = &thr0[0] if m else NULL
             else:
                 thr1 = thr
                 if thr1.shape[0] != m:
                     raise ValueError("scan: a threshold per anchor")
-                rule[k].thr = &thr1[0] if m else NULL
-    cdef floating* p_max = NULL
-    cdef floating* p_min = NULL
-    cdef int64_t* p_cnt[2]
-    p_cnt[0] = NULL
-    p_cnt[1] = NULL
+                p_thr[k] = &thr1[0] if m else NULL
     if mode == BOUNDS:
         bmax, bmin = state
         if bmax.shape[0] != m or bmin.shape[0] != m:
             raise ValueError("scan: a bound per anchor")
         if m:
-            p_max, p_min = &bmax[0], &bmin[0]
+            job.bmax, job.bmin = &bmax[0], &bmin[0]
     elif mode == COUNT:
         cnt0, cnt1 = state
         if cnt0.shape[0] != m or cnt1.shape[0] != m:
             raise ValueError("scan: a count per anchor")
         if m:
-            p_cnt[0], p_cnt[1] = &cnt0[0], &cnt1[0]
+            job.cnt[0], job.cnt[1] = &cnt0[0], &cnt1[0]
     elif mode == SELECT:
         for k in range(2):
-            sel[k].seen = NULL
-            if not rule[k].on:
+            if p_thr[k] == NULL:
                 continue
             s_seen, s_chosen, s_ptr, s_end = state[k]
             if s_seen.shape[0] != m or s_ptr.shape[0] != m or s_end.shape[0] != m:
                 raise ValueError("scan: selection state per anchor")
-            if m:
-                sel[k].seen = &s_seen[0]
-                sel[k].ptr = &s_ptr[0]
-                sel[k].end = &s_end[0]
-                sel[k].chosen = &s_chosen[0] if s_chosen.shape[0] else NULL
+            job.sel[k].seen = &s_seen[0]
+            job.sel[k].ptr = &s_ptr[0]
+            job.sel[k].end = &s_end[0]
+            job.sel[k].chosen = &s_chosen[0] if s_chosen.shape[0] else NULL
     elif mode != EMIT:
         raise ValueError(f"scan: unknown mode {mode}")
     cdef bint emit = mode == EMIT or mode == SELECT
@@ -372,190 +736,178 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
             return (e, e.copy()), (e.copy(), e.copy())
         return None
 
-    # per block and kind: the passing pairs' reference offsets (row-sorted) and
-    # the count per row
+    # anchors per task: a multiple of SR, from the sizes only (never the thread
+    # count: the tiles, hence every dot product, are the same for any n_jobs)
+    cdef intp_t sa = (m // 8 + SR - 1) // SR * SR
+    sa = SA if sa > SA else (SR if sa < SR else sa)
+    job.sa = sa
+    cdef intp_t n_blocks = (m + sa - 1) // sa
+    job.aid = &aid[0]
+    job.la = &la[0]
+    job.lr = &lr[0]
+    job.inv_a = &inv_a[0]
+    job.sq_a = &sq_a[0]
+    job.inv_r = &inv_r[0]
+    job.sq_r = &sq_r[0]
+    cdef int fail_flag = 0
+    job.failed = &fail_flag  # shared by the threads (a plain int would be private)
+
+    cdef Work* works = <Work*> calloc(n_threads, sizeof(Work))
+    cdef floating* pb = NULL
     cdef int32_t** blk_col = NULL
     cdef int32_t* blk_rows = NULL
     cdef intp_t* blk_n = NULL
-    cdef floating* work = <floating*> malloc(n_threads * BM * BN * sizeof(floating))
-    cdef unsigned char* flag_work = <unsigned char*> malloc(n_threads * BN)
-    cdef floating* bnd_work = <floating*> malloc(n_threads * 2 * BM * sizeof(floating))
-    cdef floating* bnd
-    cdef unsigned char* flags
-    cdef uint64_t word
-    cdef floating sg[2]
-    cdef floating of[2]
-    cdef floating st[2]
-    cdef Buf* bufs = <Buf*> calloc(2 * n_threads, sizeof(Buf))
-    cdef int fail_flag = 0
-    cdef int* failed = &fail_flag  # shared by the threads (a plain int would be private)
-    if emit:
-        blk_col = <int32_t**> calloc(2 * n_blocks, sizeof(int32_t*))
-        blk_rows = <int32_t*> calloc(2 * n_blocks * BM, sizeof(int32_t))
-        blk_n = <intp_t*> calloc(2 * n_blocks, sizeof(intp_t))
-        if blk_col == NULL or blk_rows == NULL or blk_n == NULL:
-            failed[0] = 1
-    if work == NULL or bufs == NULL or flag_work == NULL or bnd_work == NULL:
-        failed[0] = 1
-    cdef intp_t b, i0, i1, ii, jb, j0, j1, nb, jj, gi, t, r
+    cdef Buf* blk_T = NULL
+    cdef intp_t b, i, t
     cdef int tid
-    cdef floating* T
-    cdef floating* row
-    cdef floating key, v, ia, qa, th, best_max, best_min
-    cdef int32_t lab
-    cdef intp_t me, gj
-    cdef bint same, hit
-    cdef Buf* buf
-    cdef int32_t* outc
-    cdef int32_t* rows_of
-    cdef int64_t rk, pp
-    cdef intp_t* total
+    cdef floating v
     cdef object res = None
-    if not failed[0]:
+    if works == NULL:
+        raise MemoryError()
+    try:
+        for t in range(n_threads):
+            works[t].T = malloc(sa * SR * sizeof(floating))
+            works[t].flags = <unsigned char*> malloc(SR)
+            works[t].colmax = malloc(SR * sizeof(floating))
+            works[t].colmin = malloc(SR * sizeof(floating))
+            works[t].tcount = <int32_t*> malloc(SR * sizeof(int32_t))
+            if (works[t].T == NULL or works[t].flags == NULL or works[t].colmax == NULL
+                    or works[t].colmin == NULL or works[t].tcount == NULL):
+                raise MemoryError()
+            if sym and mode == BOUNDS:
+                works[t].bmax = malloc(m * sizeof(floating))
+                works[t].bmin = malloc(m * sizeof(floating))
+                if works[t].bmax == NULL or works[t].bmin == NULL:
+                    raise MemoryError()
+                for i in range(m):
+                    (<floating*> works[t].bmax)[i] = -<floating> INFINITY
+                    (<floating*> works[t].bmin)[i] = <floating> INFINITY
+            if sym and mode == COUNT:
+                works[t].cnt[0] = <int64_t*> calloc(m, sizeof(int64_t))
+                works[t].cnt[1] = <int64_t*> calloc(m, sizeof(int64_t))
+                if works[t].cnt[0] == NULL or works[t].cnt[1] == NULL:
+                    raise MemoryError()
+        if mode != BOUNDS:
+            pb = <floating*> malloc(2 * m * sizeof(floating))
+            if pb == NULL:
+                raise MemoryError()
+            job.pb[0] = pb
+            job.pb[1] = pb + m
+            with nogil:
+                _bounds_per_anchor(&job, <const floating*> p_thr[0], <const floating*> p_thr[1],
+                                   pb, pb + m, n_threads)
+        else:
+            job.pb[0] = job.pb[1] = NULL
+        if emit:
+            blk_col = <int32_t**> calloc(2 * n_blocks, sizeof(int32_t*))
+            blk_rows = <int32_t*> calloc(2 * n_blocks * sa, sizeof(int32_t))
+            blk_n = <intp_t*> calloc(2 * n_blocks, sizeof(intp_t))
+            blk_T = <Buf*> calloc(2 * n_blocks, sizeof(Buf))
+            if blk_col == NULL or blk_rows == NULL or blk_n == NULL or blk_T == NULL:
+                raise MemoryError()
         with nogil:
             for b in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
                 tid = threadid()
-                T = work + tid * BM * BN
-                flags = flag_work + tid * BN
-                bnd = bnd_work + tid * 2 * BM
-                i0 = b * BM
-                i1 = i0 + BM if i0 + BM < m else m
-                for jb in range(n_tiles):
-                    if failed[0]:
-                        break
-                    j0 = jb * BN
-                    j1 = j0 + BN if j0 + BN < n else n
-                    nb = j1 - j0
-                    gemm_bt(&R[j0, 0], &A[i0, 0], T, <int> nb, <int> (i1 - i0), d)
-                    for ii in range(i1 - i0):
-                        gi = i0 + ii
-                        lab = la[gi]
-                        me = aid[gi] - c0  # the anchor's own id among R's rows
-                        row = T + ii * nb
-                        if mode == BOUNDS:
-                            _row_bounds(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0],
-                                        cosine, &lr[j0], lab, me - j0 if self_mode else -1,
-                                        &p_max[gi], &p_min[gi])
-                            continue
-                        if cosine:
-                            # per kind: keep sgn * (key + off) > sgn * thr (sgn -1 for
-                            # "<": negation is exact); a kind that is off never passes
-                            for k in range(2):
-                                sg[k] = 1 if rule[k].op == OP_GT else -1
-                                of[k] = <floating> rule[k].off
-                                st[k] = sg[k] * (<const floating*> rule[k].thr)[gi] \
-                                    if rule[k].on else <floating> INFINITY
-                            _flags_cos(row, nb, inv_a[gi], &inv_r[j0], &lr[j0], lab, sg[0],
-                                       of[0], st[0], sg[1], of[1], st[1], flags)
-                        else:
-                            # the rule as a bound on the squared distance, per anchor
-                            if jb == 0:
-                                for k in range(2):
-                                    sg[k] = 1 if rule[k].op == OP_GT else -1
-                                    st[k] = <floating> INFINITY
-                                    if rule[k].on:
-                                        st[k] = sg[k] * _squared_bound(
-                                            rule[k].op, <floating> rule[k].off,
-                                            (<const floating*> rule[k].thr)[gi])
-                                    bnd[2 * ii + k] = st[k]
-                            _flags_l2(row, nb, inv_a[gi], sq_a[gi], &inv_r[j0], &sq_r[j0],
-                                      &lr[j0], lab, 1 if rule[0].op == OP_GT else -1,
-                                      bnd[2 * ii], 1 if rule[1].op == OP_GT else -1,
-                                      bnd[2 * ii + 1], flags)
-                        jj = 0
-                        while jj < nb:
-                            if jj + 8 <= nb:
-                                memcpy(&word, flags + jj, 8)
-                                if word == 0:
-                                    jj = jj + 8
-                                    continue
-                            if not flags[jj]:
-                                jj = jj + 1
-                                continue
-                            gj = j0 + jj
-                            jj = jj + 1
-                            same = lr[gj] == lab
-                            if same and self_mode and gj == me:
-                                continue
-                            k = 0 if same else 1
-                            if mode == COUNT:
-                                p_cnt[k][gi] += 1
-                                continue
-                            if mode == SELECT:
-                                rk = sel[k].seen[gi]
-                                sel[k].seen[gi] = rk + 1
-                                pp = sel[k].ptr[gi]
-                                if pp >= sel[k].end[gi] or sel[k].chosen[pp] != rk:
-                                    continue
-                                sel[k].ptr[gi] = pp + 1
-                            if _push(&bufs[2 * tid + k], <int32_t> ii, <int32_t> gj) != 0:
-                                failed[0] = 1
-                if emit and not failed[0]:
-                    # counting sort of the block's pairs by row (stable: columns
-                    # stay ascending within a row)
-                    for k in range(2):
-                        buf = &bufs[2 * tid + k]
-                        rows_of = blk_rows + (2 * b + k) * BM
-                        for t in range(buf.size):
-                            rows_of[buf.row[t]] += 1
-                        outc = <int32_t*> malloc((buf.size if buf.size else 1) * sizeof(int32_t))
-                        if outc == NULL:
-                            failed[0] = 1
-                            buf.size = 0
-                            continue
-                        # row starts, then place
-                        pp = 0
-                        for r in range(BM):
-                            rk = rows_of[r]
-                            rows_of[r] = <int32_t> pp  # start, restored below
-                            pp = pp + rk
-                        for t in range(buf.size):
-                            r = buf.row[t]
-                            outc[rows_of[r]] = buf.col[t]
-                            rows_of[r] += 1
-                        # rows_of[r] is now the end of row r: back to counts
-                        for r in range(BM - 1, 0, -1):
-                            rows_of[r] = rows_of[r] - rows_of[r - 1]
-                        blk_col[2 * b + k] = outc
-                        blk_n[2 * b + k] = buf.size
-                        buf.size = 0
-        if emit and not failed[0]:
-            res = _gather(blk_col, blk_rows, blk_n, n_blocks, aid, c0, n_threads)
-    if bufs != NULL:
-        for t in range(2 * n_threads):
-            free(bufs[t].row)
-            free(bufs[t].col)
-    if emit and blk_col != NULL:
-        for t in range(2 * n_blocks):
-            free(blk_col[t])
-    free(blk_col)
-    free(blk_rows)
-    free(blk_n)
-    free(bufs)
-    free(work)
-    free(flag_work)
-    free(bnd_work)
-    if failed[0]:
-        raise MemoryError("hnm.miners: out of memory for the mined pairs")
+                if _task(&job, &works[tid], &A[0, 0], &R[0, 0], b, blk_rows, blk_col,
+                         blk_n, blk_T) != 0:
+                    job.failed[0] = 1
+        if fail_flag:
+            raise MemoryError("hnm.miners: out of memory for the mined pairs")
+        if sym and mode == BOUNDS:
+            for t in range(n_threads):
+                for i in range(m):
+                    v = (<floating*> works[t].bmax)[i]
+                    if v > bmax[i]:
+                        bmax[i] = v
+                    v = (<floating*> works[t].bmin)[i]
+                    if v < bmin[i]:
+                        bmin[i] = v
+        elif sym and mode == COUNT:
+            for t in range(n_threads):
+                for i in range(m):
+                    cnt0[i] += works[t].cnt[0][i]
+                    cnt1[i] += works[t].cnt[1][i]
+        elif emit:
+            res = _gather(blk_col, blk_rows, blk_n, blk_T if sym else NULL, n_blocks, sa, m,
+                          aid, c0, n_threads)
+    finally:
+        for t in range(n_threads):
+            free(works[t].T)
+            free(works[t].flags)
+            free(works[t].colmax)
+            free(works[t].colmin)
+            free(works[t].tcount)
+            free(works[t].bmax)
+            free(works[t].bmin)
+            free(works[t].cnt[0])
+            free(works[t].cnt[1])
+            for k in range(2):
+                free(works[t].dbuf[k].row)
+                free(works[t].dbuf[k].col)
+                free(works[t].tbuf[k].row)
+                free(works[t].tbuf[k].col)
+        free(works)
+        free(pb)
+        if blk_col != NULL:
+            for t in range(2 * n_blocks):
+                free(blk_col[t])
+        if blk_T != NULL:
+            for t in range(2 * n_blocks):
+                free(blk_T[t].row)
+                free(blk_T[t].col)
+        free(blk_col)
+        free(blk_rows)
+        free(blk_n)
+        free(blk_T)
     return res
 
 
-cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, intp_t n_blocks,
-                    const intp_t[::1] aid, intp_t c0, int n_threads):
-    """Concatenate the blocks' pairs, per kind, into (anchor id, reference id)."""
-    cdef intp_t b, k, r, t, o, c, total
+cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, Buf* blk_T,
+                    intp_t n_blocks, intp_t sa, intp_t m, const intp_t[::1] aid, intp_t c0,
+                    int n_threads):
+    """Concatenate the blocks' pairs, per kind, into (anchor id, reference id).
+    With ``blk_T`` (symmetric), an anchor of block c takes, in reference order,
+    the transposed pairs of blocks 0 .. c (each block's list is sorted by
+    anchor, then reference), then its block's direct pairs."""
+    cdef intp_t b, c, k, r, t, o, cc, total, g, p, e, nrow
+    cdef intp_t nb2 = n_blocks * n_blocks if blk_T != NULL else 1
     cdef intp_t* start = <intp_t*> malloc((n_blocks + 1) * sizeof(intp_t))
+    cdef intp_t* lo = <intp_t*> malloc(nb2 * sizeof(intp_t))
+    cdef intp_t* hi = <intp_t*> malloc(nb2 * sizeof(intp_t))
+    cdef intp_t* ptrs = <intp_t*> malloc(n_threads * n_blocks * sizeof(intp_t))
+    cdef intp_t* ptr
     cdef intp_t[::1] ai, rj
     cdef int32_t* col
     cdef int32_t* rows_of
-    if start == NULL:
+    cdef Buf* tl
+    if start == NULL or lo == NULL or hi == NULL or ptrs == NULL:
+        free(start)
+        free(lo)
+        free(hi)
+        free(ptrs)
         raise MemoryError()
     out = []
     try:
         for k in range(2):
+            if blk_T != NULL:
+                # block b's transposed pairs with anchors in block c: [lo, hi)
+                with nogil:
+                    for b in prange(n_blocks, schedule="static", num_threads=n_threads):
+                        tl = &blk_T[2 * b + k]
+                        p = 0
+                        for c in range(n_blocks):
+                            lo[b * n_blocks + c] = p
+                            e = (c + 1) * sa
+                            while p < tl.size and tl.row[p] < e:
+                                p = p + 1
+                            hi[b * n_blocks + c] = p
             start[0] = 0
-            for b in range(n_blocks):
-                start[b + 1] = start[b] + blk_n[2 * b + k]
+            for c in range(n_blocks):
+                total = blk_n[2 * c + k]
+                if blk_T != NULL:
+                    for b in range(c + 1):
+                        total = total + hi[b * n_blocks + c] - lo[b * n_blocks + c]
+                start[c + 1] = start[c] + total
             total = start[n_blocks]
             a_arr = np.empty(total, dtype=np.intp)
             j_arr = np.empty(total, dtype=np.intp)
@@ -563,20 +915,40 @@ cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, intp_t 
             rj = j_arr
             if total:
                 with nogil:
-                    for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-                        col = blk_col[2 * b + k]
-                        rows_of = blk_rows + (2 * b + k) * BM
-                        o = start[b]
+                    for c in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
+                        ptr = ptrs + threadid() * n_blocks
+                        col = blk_col[2 * c + k]
+                        rows_of = blk_rows + (2 * c + k) * sa
+                        o = start[c]
                         t = 0
-                        for r in range(BM):
-                            for c in range(rows_of[r]):
-                                ai[o] = aid[b * BM + r]
+                        if blk_T != NULL:
+                            for b in range(c + 1):
+                                ptr[b] = lo[b * n_blocks + c]
+                        nrow = sa if (c + 1) * sa <= m else m - c * sa
+                        for r in range(nrow):
+                            g = c * sa + r
+                            if blk_T != NULL:
+                                for b in range(c + 1):
+                                    tl = &blk_T[2 * b + k]
+                                    p = ptr[b]
+                                    e = hi[b * n_blocks + c]
+                                    while p < e and tl.row[p] == g:
+                                        ai[o] = aid[g]
+                                        rj[o] = tl.col[p] + c0
+                                        o = o + 1
+                                        p = p + 1
+                                    ptr[b] = p
+                            for cc in range(rows_of[r]):
+                                ai[o] = aid[g]
                                 rj[o] = col[t] + c0
                                 o = o + 1
                                 t = t + 1
-                        free(blk_col[2 * b + k])
-                        blk_col[2 * b + k] = NULL
+                        free(blk_col[2 * c + k])
+                        blk_col[2 * c + k] = NULL
             out.append((a_arr, j_arr))
     finally:
         free(start)
+        free(lo)
+        free(hi)
+        free(ptrs)
     return tuple(out)
