@@ -614,3 +614,92 @@ def test_same_tuples_as_pytorch_metric_learning_at_2000_x_64(dtype):
                 (miners.batch_easy_hard(X, y, distance=distance),
                  M.BatchEasyHardMiner(distance=pd))):
             same_tuples(mine, tuple(t.numpy().astype(np.int64) for t in pml(tx, ty)))
+
+
+# ---------------------------------------------------------------------------
+# the symmetric kernel: within one set each unordered pair's dot product is
+# computed once and both ordered pairs are tested from it
+
+
+SYM_CALLS = {
+    "pm": lambda X, y, d, **k: miners.pair_margin(
+        X, y, pos_margin=1.0 if d == "euclidean" else 0.5,
+        neg_margin=np.sqrt(2.0) if d == "euclidean" else 0.0, distance=d, **k),
+    "ms": lambda X, y, d, **k: miners.multi_similarity(X, y, epsilon=0.1, distance=d, **k),
+    "ms_eps0": lambda X, y, d, **k: miners.multi_similarity(X, y, epsilon=0.0, distance=d,
+                                                            **k),
+    "hdc": lambda X, y, d, **k: miners.hdc(X, y, filter_percentage=0.3, distance=d, **k),
+    "pm_sampled": lambda X, y, d, **k: miners.pair_margin(X, y, distance=d, max_pairs=50,
+                                                          random_state=0, **k),
+}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 127, 128, 129, 257, 300, 1100])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_symmetric_kernel_equals_the_full_one(monkeypatch, n, distance):
+    # integer rows: every dot product is exact, whatever the tiles, so the two
+    # kernels must agree exactly; many pairs tie (equal keys), and the margins
+    # above sit exactly on keys (orthogonal rows: s = 0, d = sqrt(2)). Sizes
+    # around the 128-reference tiles and the anchor blocks (1100: 5 blocks)
+    X, y, _, _ = data(n=n, dim=4, n_labels=3, seed=20 + n, integer=True)
+    monkeypatch.setattr(miners, "_SMALL_WORK", 0)  # threads even on small inputs
+    sym = {name: f(X, y, distance) for name, f in SYM_CALLS.items()}
+    with monkeypatch.context() as m:
+        m.setattr(miners, "_SYMMETRIC", False)
+        full = {name: f(X, y, distance) for name, f in SYM_CALLS.items()}
+    for name in SYM_CALLS:
+        for g, w in zip(sym[name], full[name]):
+            assert g.dtype == np.int64
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    # one thread and two: the same tuples (the tiles never depend on n_jobs)
+    for name, f in SYM_CALLS.items():
+        for g, w in zip(f(X, y, distance, n_jobs=1), sym[name]):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("n", [129, 300])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_symmetric_kernel_matches_reference(monkeypatch, n, distance):
+    # float rows past one tile, so that pairs are read down the tiles' columns
+    X, y, _, _ = data(n=n, dim=5, n_labels=4, seed=n)
+    monkeypatch.setattr(miners, "_SMALL_WORK", 0)
+    K, same, diff = setup(X, y, None, None, distance)
+    for eps in (0.1, 0.3):
+        got = miners.multi_similarity(X, y, epsilon=eps, distance=distance)
+        want = ref_multi_similarity(K, same, diff, eps)
+        for g, w in zip(got, want):  # sorted by anchor, then reference
+            np.testing.assert_array_equal(g, w)
+    pm, nm = (0.9, 1.2) if distance == "euclidean" else (0.3, 0.1)
+    kp, kn = (pm, nm) if distance == "euclidean" else (-pm, -nm)
+    got = miners.pair_margin(X, y, pos_margin=pm, neg_margin=nm, distance=distance)
+    for g, w in zip(got, ref_pair_margin(K, same, diff, kp, kn)):
+        np.testing.assert_array_equal(g, w)
+    for fp in (0.5, 0.13):
+        for g, w in zip(miners.hdc(X, y, filter_percentage=fp, distance=distance),
+                        ref_hdc(K, same, diff, fp)):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_symmetric_kernel_on_copies_and_memmaps(tmp_path, monkeypatch):
+    # Fortran-ordered and memmapped float32 anchors: the same tuples as the
+    # C-contiguous array (a copy is made only when small; the memmap is read)
+    X, y, _, _ = data(n=260, dim=6, n_labels=3, seed=31, integer=True)
+    X32 = X.astype(np.float32)
+    path = tmp_path / "x.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=X32.shape)
+    mm[:] = X32
+    mm.flush()
+    ro = np.memmap(path, dtype=np.float32, mode="r", shape=X32.shape)
+    for name, f in SYM_CALLS.items():
+        want = f(X32, y, "euclidean")
+        for Xin in (np.asfortranarray(X32), ro):
+            for g, w in zip(f(Xin, y, "euclidean"), want):
+                np.testing.assert_array_equal(g, w, err_msg=name)
+    with monkeypatch.context() as m:  # too large to copy: the full kernel
+        m.setattr(miners, "_ROW_VALUES", 8)
+        for g, w in zip(SYM_CALLS["ms"](np.asfortranarray(X32), y, "euclidean"),
+                        SYM_CALLS["ms"](X32, y, "euclidean")):
+            np.testing.assert_array_equal(g, w)
+    Xc = X.copy()
+    SYM_CALLS["pm"](X, y, "cosine")
+    np.testing.assert_array_equal(X, Xc)  # inputs never modified
