@@ -173,7 +173,10 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         3 or 5 rounds at uniform_mix=0.5; later rounds score the negatives
         with better models. A maximum: with held-out data the rounds stop
         after ``n_iter_no_change`` rounds without improvement (the kept
-        round was 0-5 in that matrix, 3-6 rounds run).
+        round was 0-5 in that matrix, 3-6 rounds run). These figures predate
+        the uniform competitor of each round and the refit on the validated
+        negatives; with them (5 seeds, all three budgets) the kept round was
+        again 0-5.
     negative_classes : "majority" or array-like, default="majority"
         The classes whose examples are mined. The others are always kept.
     max_negatives : "balanced", int or float, default="balanced"
@@ -213,7 +216,21 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         draw; every weight is then at most ``1 / uniform_mix`` times the
         uniform one, which bounds the variance a poor model can add. 0.2 is
         what the benchmark above supports (0.5 spent too much of the budget
-        on easy negatives, which carry little of the gradient).
+        on easy negatives, which carry little of the gradient). Below 1, with
+        held-out data, every mining round also fits a uniform draw of the
+        same size and keeps it instead when its held-out average precision
+        is higher by more than the paired bootstrap standard error of the
+        difference (with a ``scoring`` of your own: when higher). Why: a
+        model trained on a few dozen negatives ranks the others poorly, and
+        its difficulty-proportional draw, weighted, can be worse than a
+        fresh random one; on digits 8-vs-rest (30 seeds of
+        ``benchmarks/bench_mining_quality.py``) LinearSVC reached 57.0% of
+        the full-data AP at a 2% budget without the uniform competitor
+        (random negatives 61.3%) and 67.9% with it, LogisticRegression at
+        0.5% 52.9% and 59.5% (random 38.5%). On its six 30,000-row sets (5
+        seeds, 3 budgets, both linear models) the kept round was a
+        difficulty draw 114 times, a uniform competitor 30 times and round 0
+        36 times of 180.
     noise_fraction : "auto" or float in [0, 1), default="auto"
         The noise guard. "auto": estimated each round by confident learning
         (:func:`hnm.noise.find_label_issues`) on the previous model's
@@ -227,7 +244,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         the full data; taking their difficulty boost away lowered the
         benchmark's worst mean from 98.1% to 97.3% of the full-data AP (the
         estimate, from a model trained on a budget, also flags true hard
-        negatives of a hard tail).
+        negatives of a hard tail; measured before the uniform competitor of
+        each round).
     band : (start, stop), default=(0, None)
         The window of difficulty ranks (hardest first, ranks counted after the
         noise guard; ``stop=None``: to the end) that each round's negatives
@@ -281,14 +299,15 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (``weight_exponent_``, ``history_[0]["weight_exponent_scores"]``); 1
         without held-out data or without ``predict_proba`` (nothing to
         recalibrate). Why: the weights stand for negatives that were not
-        drawn; on few drawn negatives (digits 8-vs-rest at 2%: 18 negatives
+        drawn; on few drawn negatives (digits 8-vs-rest at 2%: 23 negatives
         for 64 features) or with trees, their variance cost more than the
-        bias they remove: 1 alone reached 67% of the full-data AP with
-        LogisticRegression, "auto" 87% (6 seeds of
-        ``benchmarks/bench_mining_quality.py``); with HistGradientBoosting on
-        its three 30,000-row sets with 2-5% flipped labels at budgets of
-        0.5% and 2% (2 seeds), 1 alone reached 27-91%, "auto" 40-94%, against
-        31-92% for unweighted random negatives. Where the full correction
+        bias they remove: 1 alone reached 74.3% of the full-data AP with
+        LogisticRegression, "auto" 81.2% (30 seeds of
+        ``benchmarks/bench_mining_quality.py``, ``HNM_BENCH_SEEDS=30``); with
+        HistGradientBoosting on its three 30,000-row sets with 2-5% flipped
+        labels at budgets of 0.5% and 2% (2 seeds, measured before the
+        uniform competitor of each round), 1 alone reached 27-91%, "auto"
+        40-94%, against 31-92% for unweighted random negatives. Where the full correction
         is better (the linear models on those sets), it wins the held-out
         check and is kept.
     n_iter_no_change : int >= 1 or None, default=2
@@ -300,7 +319,8 @@ class HardMiningClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         cancer sets of ``benchmarks/bench_mining_quality.py`` with
         LogisticRegression and LinearSVC (2 seeds), the worst mean was 97.1%
         of the full-data AP with 1, 97.9% with 2 and 97.0% with None, and 2
-        took 0.6-0.7x the time of None.
+        took 0.6-0.7x the time of None (measured before the uniform
+        competitor of each round; each mining round now fits twice).
     validation_fraction : float in (0, 1) or None, default=0.2
         Hold out this stratified fraction of the data to score every round
         and keep the best; None trains every round on all of ``X`` and keeps
