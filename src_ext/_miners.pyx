@@ -297,6 +297,7 @@ cdef struct Job:
     intp_t n
     intp_t d
     intp_t sa           # anchors per task
+    intp_t n_tiles      # reference tiles (of SR)
     intp_t c0
     const intp_t* aid
     const int32_t* la
@@ -420,10 +421,13 @@ cdef inline floating _root(floating v, bint cosine) noexcept nogil:
 
 
 cdef int _task(Job* J, Work* W, const floating* A, const floating* R, intp_t b,
-               int32_t* blk_rows, int32_t** blk_col, intp_t* blk_n, Buf* blk_T) noexcept nogil:
+               int32_t* blk_rows, int32_t** blk_col, intp_t* blk_n,
+               int32_t** blk_T) noexcept nogil:
     """Anchor block ``b`` against its reference tiles (sym: from its own first
     row on, the pairs of a row above a tile's first reference also read down
-    the tile's columns). Returns -1 when out of memory."""
+    the tile's columns, kept per tile: ``blk_T[(2 b + kind) n_tiles + tile]``
+    holds SR + 1 starts per anchor of the tile, then the references). Returns
+    -1 when out of memory."""
     cdef intp_t m = J.m, n = J.n, d = J.d, sa = J.sa
     cdef intp_t i0 = b * sa
     cdef intp_t i1 = i0 + sa if i0 + sa < m else m
@@ -458,7 +462,7 @@ cdef int _task(Job* J, Work* W, const floating* A, const floating* R, intp_t b,
     cdef int64_t rk, pp
     cdef floating v
     cdef Buf* buf
-    cdef Buf* dst
+    cdef int32_t* chunk
     j0 = i0 if sym else 0
     while j0 < n:
         if J.failed[0]:
@@ -553,30 +557,28 @@ cdef int _task(Job* J, Work* W, const floating* A, const floating* R, intp_t b,
                     bmin[j0 + jj] = v
         elif above > 0 and mode == EMIT:
             # the tile's transposed pairs by anchor (counting sort, stable: the
-            # references stay ascending), onto the task's list
+            # references stay ascending), in a chunk of their own (freed as
+            # soon as the anchors' block is gathered)
             for k in range(2):
                 buf = &W.tbuf[k]
                 if buf.size == 0:
                     continue
-                dst = &blk_T[2 * b + k]
-                if _reserve(dst, dst.size + buf.size) != 0:
+                chunk = <int32_t*> malloc((SR + 1 + buf.size) * sizeof(int32_t))
+                if chunk == NULL:
                     return -1
-                for jj in range(nb):
-                    tcount[jj] = 0
+                blk_T[(2 * b + k) * J.n_tiles + j0 // SR] = chunk
+                for jj in range(SR + 1):
+                    chunk[jj] = 0
                 for t in range(buf.size):
-                    tcount[buf.row[t]] += 1
-                pos = dst.size
-                for jj in range(nb):
-                    r = tcount[jj]
-                    tcount[jj] = <int32_t> pos
-                    pos = pos + r
+                    chunk[buf.row[t] + 1] += 1
+                for jj in range(SR):
+                    chunk[jj + 1] += chunk[jj]
+                for jj in range(SR):
+                    tcount[jj] = chunk[jj]
                 for t in range(buf.size):
                     r = buf.row[t]
-                    pos = tcount[r]
-                    dst.row[pos] = <int32_t> (j0 + r)
-                    dst.col[pos] = buf.col[t]
-                    tcount[r] = <int32_t> (pos + 1)
-                dst.size += buf.size
+                    chunk[SR + 1 + tcount[r]] = buf.col[t]
+                    tcount[r] += 1
                 buf.size = 0
         j0 = j0 + SR
     if mode == EMIT or mode == SELECT:
@@ -742,6 +744,8 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     sa = SA if sa > SA else (SR if sa < SR else sa)
     job.sa = sa
     cdef intp_t n_blocks = (m + sa - 1) // sa
+    cdef intp_t n_tiles = (n + SR - 1) // SR
+    job.n_tiles = n_tiles
     job.aid = &aid[0]
     job.la = &la[0]
     job.lr = &lr[0]
@@ -757,7 +761,7 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     cdef int32_t** blk_col = NULL
     cdef int32_t* blk_rows = NULL
     cdef intp_t* blk_n = NULL
-    cdef Buf* blk_T = NULL
+    cdef int32_t** blk_T = NULL
     cdef intp_t b, i, t
     cdef int tid
     cdef floating v
@@ -802,7 +806,7 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
             blk_col = <int32_t**> calloc(2 * n_blocks, sizeof(int32_t*))
             blk_rows = <int32_t*> calloc(2 * n_blocks * sa, sizeof(int32_t))
             blk_n = <intp_t*> calloc(2 * n_blocks, sizeof(intp_t))
-            blk_T = <Buf*> calloc(2 * n_blocks, sizeof(Buf))
+            blk_T = <int32_t**> calloc(2 * n_blocks * n_tiles if sym else 1, sizeof(int32_t*))
             if blk_col == NULL or blk_rows == NULL or blk_n == NULL or blk_T == NULL:
                 raise MemoryError()
         with nogil:
@@ -828,8 +832,8 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
                     cnt0[i] += works[t].cnt[0][i]
                     cnt1[i] += works[t].cnt[1][i]
         elif emit:
-            res = _gather(blk_col, blk_rows, blk_n, blk_T if sym else NULL, n_blocks, sa, m,
-                          aid, c0, n_threads)
+            res = _gather(blk_col, blk_rows, blk_n, blk_T if sym else NULL, n_blocks, n_tiles,
+                          sa, m, aid, c0, n_threads)
     finally:
         for t in range(n_threads):
             free(works[t].T)
@@ -851,10 +855,9 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
         if blk_col != NULL:
             for t in range(2 * n_blocks):
                 free(blk_col[t])
-        if blk_T != NULL:
-            for t in range(2 * n_blocks):
-                free(blk_T[t].row)
-                free(blk_T[t].col)
+        if blk_T != NULL and sym:
+            for t in range(2 * n_blocks * n_tiles):
+                free(blk_T[t])
         free(blk_col)
         free(blk_rows)
         free(blk_n)
@@ -862,51 +865,36 @@ def scan(const floating[:, ::1] A, const floating[:, ::1] R, anchors, refs, rule
     return res
 
 
-cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, Buf* blk_T,
-                    intp_t n_blocks, intp_t sa, intp_t m, const intp_t[::1] aid, intp_t c0,
-                    int n_threads):
+cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, int32_t** blk_T,
+                    intp_t n_blocks, intp_t n_tiles, intp_t sa, intp_t m,
+                    const intp_t[::1] aid, intp_t c0, int n_threads):
     """Concatenate the blocks' pairs, per kind, into (anchor id, reference id).
     With ``blk_T`` (symmetric), an anchor of block c takes, in reference order,
-    the transposed pairs of blocks 0 .. c (each block's list is sorted by
-    anchor, then reference), then its block's direct pairs."""
-    cdef intp_t b, c, k, r, t, o, cc, total, g, p, e, nrow
-    cdef intp_t nb2 = n_blocks * n_blocks if blk_T != NULL else 1
+    its transposed pairs from blocks 0 .. c (per tile of anchors: see
+    :func:`_task`), then its block's direct pairs."""
+    cdef intp_t b, c, k, r, t, o, cc, total, g, p, nrow, jt, jt0, jt1
+    cdef intp_t per = sa // SR
     cdef intp_t* start = <intp_t*> malloc((n_blocks + 1) * sizeof(intp_t))
-    cdef intp_t* lo = <intp_t*> malloc(nb2 * sizeof(intp_t))
-    cdef intp_t* hi = <intp_t*> malloc(nb2 * sizeof(intp_t))
-    cdef intp_t* ptrs = <intp_t*> malloc(n_threads * n_blocks * sizeof(intp_t))
-    cdef intp_t* ptr
     cdef intp_t[::1] ai, rj
     cdef int32_t* col
     cdef int32_t* rows_of
-    cdef Buf* tl
-    if start == NULL or lo == NULL or hi == NULL or ptrs == NULL:
-        free(start)
-        free(lo)
-        free(hi)
-        free(ptrs)
+    cdef int32_t* ch
+    cdef int32_t** tk
+    if start == NULL:
         raise MemoryError()
     out = []
     try:
         for k in range(2):
-            if blk_T != NULL:
-                # block b's transposed pairs with anchors in block c: [lo, hi)
-                with nogil:
-                    for b in prange(n_blocks, schedule="static", num_threads=n_threads):
-                        tl = &blk_T[2 * b + k]
-                        p = 0
-                        for c in range(n_blocks):
-                            lo[b * n_blocks + c] = p
-                            e = (c + 1) * sa
-                            while p < tl.size and tl.row[p] < e:
-                                p = p + 1
-                            hi[b * n_blocks + c] = p
             start[0] = 0
             for c in range(n_blocks):
                 total = blk_n[2 * c + k]
                 if blk_T != NULL:
+                    jt1 = (c + 1) * per if (c + 1) * per < n_tiles else n_tiles
                     for b in range(c + 1):
-                        total = total + hi[b * n_blocks + c] - lo[b * n_blocks + c]
+                        for jt in range(c * per, jt1):
+                            ch = blk_T[(2 * b + k) * n_tiles + jt]
+                            if ch != NULL:
+                                total = total + ch[SR]
                 start[c + 1] = start[c] + total
             total = start[n_blocks]
             a_arr = np.empty(total, dtype=np.intp)
@@ -916,28 +904,23 @@ cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, Buf* bl
             if total:
                 with nogil:
                     for c in prange(n_blocks, schedule="dynamic", num_threads=n_threads):
-                        ptr = ptrs + threadid() * n_blocks
                         col = blk_col[2 * c + k]
                         rows_of = blk_rows + (2 * c + k) * sa
                         o = start[c]
                         t = 0
-                        if blk_T != NULL:
-                            for b in range(c + 1):
-                                ptr[b] = lo[b * n_blocks + c]
                         nrow = sa if (c + 1) * sa <= m else m - c * sa
                         for r in range(nrow):
                             g = c * sa + r
                             if blk_T != NULL:
+                                jt = g // SR
                                 for b in range(c + 1):
-                                    tl = &blk_T[2 * b + k]
-                                    p = ptr[b]
-                                    e = hi[b * n_blocks + c]
-                                    while p < e and tl.row[p] == g:
+                                    ch = blk_T[(2 * b + k) * n_tiles + jt]
+                                    if ch == NULL:
+                                        continue
+                                    for p in range(ch[g - jt * SR], ch[g - jt * SR + 1]):
                                         ai[o] = aid[g]
-                                        rj[o] = tl.col[p] + c0
+                                        rj[o] = ch[SR + 1 + p] + c0
                                         o = o + 1
-                                        p = p + 1
-                                    ptr[b] = p
                             for cc in range(rows_of[r]):
                                 ai[o] = aid[g]
                                 rj[o] = col[t] + c0
@@ -945,10 +928,15 @@ cdef object _gather(int32_t** blk_col, int32_t* blk_rows, intp_t* blk_n, Buf* bl
                                 t = t + 1
                         free(blk_col[2 * c + k])
                         blk_col[2 * c + k] = NULL
+                        if blk_T != NULL:
+                            jt0 = c * per
+                            jt1 = (c + 1) * per if (c + 1) * per < n_tiles else n_tiles
+                            for b in range(c + 1):
+                                tk = blk_T + (2 * b + k) * n_tiles
+                                for jt in range(jt0, jt1):
+                                    free(tk[jt])
+                                    tk[jt] = NULL
             out.append((a_arr, j_arr))
     finally:
         free(start)
-        free(lo)
-        free(hi)
-        free(ptrs)
     return tuple(out)
