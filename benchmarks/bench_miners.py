@@ -19,13 +19,18 @@ Memory: "peak extra" is the peak anonymous RSS (or tracemalloc's peak) above the
 start of the call, which includes the returned arrays (intp, as PML's int64
 tensors); "without the result" subtracts their bytes.
 
+CPU time: each timed call's ``time.process_time`` (all threads) is recorded too,
+and the PML / hnm ratio of its medians noted next to the wall-clock one.
+
 Sizes: HNM_BENCH_MINERS_N (20,000), HNM_BENCH_MINERS_REF (100,000; 1e6 for the
-full run), HNM_BENCH_MINERS_ANCHORS (1,000); HNM_BENCH_MINERS_DIR: where the memmap
+full run), HNM_BENCH_MINERS_ANCHORS (1,000), HNM_BENCH_MINERS_ROUNDS (timed
+rounds of the 20,000-row cases, 1); HNM_BENCH_MINERS_DIR: where the memmap
 is written (default: pytest's tmp_path). Only the memmap cases:
 ``pytest benchmarks/bench_miners.py -k memmap``. Against PML: run this file with
 /work/venv-pml/bin/python -m pytest, with hnm on PYTHONPATH.
 """
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +43,7 @@ N = int(float(os.environ.get("HNM_BENCH_MINERS_N", 20_000)))
 N_REF = int(float(os.environ.get("HNM_BENCH_MINERS_REF", 100_000)))
 N_ANCHORS = int(float(os.environ.get("HNM_BENCH_MINERS_ANCHORS", 1_000)))
 N_ANGULAR = int(float(os.environ.get("HNM_BENCH_MINERS_ANGULAR", 5)))
+ROUNDS = int(os.environ.get("HNM_BENCH_MINERS_ROUNDS", 1))
 MM_DIR = os.environ.get("HNM_BENCH_MINERS_DIR")
 DIM, N_LABELS = 128, 50
 GROUP = f"miners, {N} x {DIM} float32, {N_LABELS} labels"
@@ -84,6 +90,24 @@ def _sets(t):
 
 
 _results = {}
+_cpu = {}  # name -> process_time of each timed call
+
+
+def _timed(f, name):
+    """``f`` recording its process time (every thread's CPU) under ``name``."""
+    times = _cpu.setdefault(name, [])
+
+    def run(*args):
+        c = time.process_time()
+        try:
+            return f(*args)
+        finally:
+            times.append(time.process_time() - c)
+    return run
+
+
+def _cpu_median(name):
+    return float(np.median(_cpu[name])) if _cpu.get(name) else None
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -98,8 +122,10 @@ def test_hnm(benchmark, batch, ratios, name):
     X, y = batch
     f = CASES[name][0]
     benchmark.group = GROUP
-    result = benchmark.pedantic(f, args=(X, y), rounds=1, iterations=1)
+    result = benchmark.pedantic(_timed(f, f"hnm {name}"), args=(X, y), rounds=ROUNDS,
+                                iterations=1)
     ratios.record(benchmark, f"hnm {name}")
+    benchmark.extra_info["cpu_s_median"] = _cpu_median(f"hnm {name}")
     _results[name] = result
     extra = peak_extra_memory(f, X, y)
     out = sum(np.asarray(t).nbytes for t in result)
@@ -123,8 +149,13 @@ def test_pml(benchmark, batch, ratios, name):
         return tuple(t.numpy() for t in miner(tx, ty))
 
     benchmark.group = GROUP
-    result = benchmark.pedantic(run, rounds=1, iterations=1)
+    result = benchmark.pedantic(_timed(run, f"PML {name}"), rounds=ROUNDS, iterations=1)
     ratios.record(benchmark, f"PML {name}")
+    cpu, cpu_hnm = _cpu_median(f"PML {name}"), _cpu_median(f"hnm {name}")
+    benchmark.extra_info["cpu_s_median"] = cpu
+    if cpu_hnm:
+        ratios.note(f"PML {name} / hnm {name} in CPU time: {cpu / cpu_hnm:.3f}  (medians "
+                    f"{cpu:.4g} s / {cpu_hnm:.4g} s of process_time)")
     extra = peak_extra_memory(run)
     benchmark.extra_info["peak_extra_anon_bytes"] = extra
     ratios.note(f"PML {name}: peak extra memory {extra / 2**20:.0f} MiB")
