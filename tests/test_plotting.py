@@ -164,7 +164,7 @@ def test_demo_figure_says_what_it_shows_at_mining_time_scores(demo_models):
     outline = step.get_xy()
     with_mass = outline[outline[:, 1] > 0, 0]
     assert with_mass.min() >= mined_scores.min() - 0.05  # no mined mass below them
-    assert mined_scores.min() > 0.05
+    assert mined_scores.min() > 0.01  # well above score 0, where the easy negatives sit
 
 
 def test_demo_without_matplotlib_says_the_figure_was_skipped(demo_models, monkeypatch,
