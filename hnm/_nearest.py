@@ -24,6 +24,20 @@ from ._search_inputs import DEFAULT_QUERY_BLOCK, call_span, _NO_LABELS, _scaled
 # faster GEMM saves (NearMiss-1 at 190,000 x 10,800 x 50: 1.7% rescored); packing, once per
 # candidate per call, is then small next to the search even for a few queries.
 _BF16_MIN_CANDIDATES = 65536
+# ... or this many for at most _BF16_FEW_K neighbours, whose roots tighten within
+# the first block: CPU time of the fp32 GEMMs / the bfloat16 screen at k=5 on
+# Gaussian rows (l2), 8,192 candidates: 1.45 (dim 20), 1.42 (50), 1.33 (128),
+# 1.20 (768); 4,096: 0.91-1.19; k=10 at 16,384 x 768: 1.15 (ip); k=50 loses up to
+# 65,536 candidates (0.78-1.00).
+_BF16_FEW_MIN_CANDIDATES = 8192
+_BF16_FEW_K = 10
+# Candidates per bfloat16-screened block at most: the micro-kernel screens a block
+# against its queries' heap roots as they stood before it, so the first block
+# of a search (loose roots: every score is walked) and then every block pays for
+# stale roots; refreshed every 256 candidates, NearMiss-1's search (190,000 x
+# 10,800 x 50, k=5) took 2.5 CPU-s instead of 4.7 with blocks of 2048, and
+# 2,000 x 300,000 x 128 (k=10) 1.13-1.19 instead of 1.38 (128: the same).
+_BF16_BLOCK = 256
 # Memory for the candidates of one kernel call packed to bfloat16 (16 MiB: 32
 # blocks of 2048 candidates at dim 128).
 _BF16_PACK_BYTES = 16 << 20
@@ -69,7 +83,7 @@ def nearest(Q, C, stop, metric, cap, exclusions, labels=(None, None), *, exclude
     q_lab, c_lab = labels
     if q_lab is None:
         q_lab = np.full(n_q, -1, dtype=np.intp)
-    c_block = block_size
+    c_block = min(block_size, _BF16_BLOCK) if bf16 else block_size
 
     keys = np.empty((n_q, stop), dtype=dtype)
     idx = np.empty((n_q, stop), dtype=np.intp)
@@ -124,8 +138,9 @@ def _results(keys, idx, sizes, metric):
     return (-keys if metric == "l2" else keys), idx
 
 
-def _use_bf16(screen, dtype, n_c):
-    """Whether this search screens in bfloat16 (see ``screen`` of search_hard_pairs)."""
+def _use_bf16(screen, dtype, n_c, k=None):
+    """Whether this search screens in bfloat16 (see ``screen`` of search_hard_pairs);
+    ``k``: the neighbours per query, None where it varies between searches."""
     screen = check_option(screen, "screen", ("auto", "bf16", "exact"))
     if screen == "exact":
         return False
@@ -141,5 +156,6 @@ def _use_bf16(screen, dtype, n_c):
     if env not in ("auto", "exact", ""):
         raise ValueError(f"the environment variable HNM_SCREEN must be 'auto' or 'exact', "
                          f"got {env!r}.")
-    return (env != "exact" and dtype == np.float32 and n_c >= _BF16_MIN_CANDIDATES
-            and _pairs.bf16_supported())
+    few = k is not None and k <= _BF16_FEW_K and n_c >= _BF16_FEW_MIN_CANDIDATES
+    return (env != "exact" and dtype == np.float32
+            and (n_c >= _BF16_MIN_CANDIDATES or few) and _pairs.bf16_supported())

@@ -152,7 +152,8 @@ def _union_csr(p1, i1, p2, i2):
 STREAM_PARAMETERS = """n_jobs : int, optional
         Threads (default: all OpenMP threads).
     block_size : int, optional
-        Candidates per GEMM (default 2048).
+        Candidates per GEMM (default 2048; a bfloat16 screen takes at most 256
+        at a time).
     progress : bool, default=False
         Show a progress bar over the candidates."""
 

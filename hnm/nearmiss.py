@@ -38,7 +38,8 @@ class NearMiss(BaseUnderSampler):
       samples are kept (there may be fewer than asked).
 
     Distances are Euclidean, computed exactly: a blocked float32 search (BLAS
-    GEMM, bounded heaps, see :func:`hnm.search_hard_pairs`) on the rows less the
+    GEMM, or the bfloat16 screen on CPUs with AVX-512 BF16; bounded heaps; see
+    :func:`hnm.search_hard_pairs`) on the rows less the
     mean of the searched samples proposes the neighbours, and the float64
     distances from the differences are certified against its rounding error,
     with a float64 and then a direct fallback for rows it cannot certify.

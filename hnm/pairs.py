@@ -88,11 +88,12 @@ def search_hard_pairs(queries, candidates, k=None, *, at_most=False, metric="cos
         root is rescored exactly (summed in double), and the rest are dropped;
         the result is as exact as the "exact" path. "exact": fp32/fp64 GEMMs.
         "auto" (the default) uses "bf16" for float32 inputs with at least
-        65,536 candidates where the CPU has AVX-512 BF16, unless the environment
-        variable ``HNM_SCREEN=exact`` is set; else "exact" (with fewer candidates
-        the heaps stay loose and too many scores need a rescore). The choice
-        depends on the candidates only, so splitting the queries (checkpoints,
-        Dask) never changes a result. float64 inputs always take the exact path.
+        65,536 candidates (8,192 when at most 10 are kept per query) where the
+        CPU has AVX-512 BF16, unless the environment variable
+        ``HNM_SCREEN=exact`` is set; else "exact" (with fewer candidates the
+        heaps stay loose and too many scores need a rescore). The choice
+        depends on the candidates and ``k`` only, so splitting the queries
+        (checkpoints, Dask) never changes a result. float64 inputs always take the exact path.
     checkpoint : str or os.PathLike, optional
         A directory where each finished block of queries is saved: the same call
         again computes only the blocks still missing (after Ctrl-C, a kill or a
@@ -144,7 +145,7 @@ def search_hard_pairs(queries, candidates, k=None, *, at_most=False, metric="cos
     n_threads = resolve_n_jobs(n_jobs)
     c_block = check_int(block_size, "block_size", min_value=1, allow_none=True)
     dtype = np.result_type(np.float32, *(a.dtype for a in (Q, C) if a.dtype.kind == "f"))
-    bf16 = _use_bf16(screen, dtype, n_c)
+    bf16 = _use_bf16(screen, dtype, n_c, stop)
     cap = _per_query(max_score, n_q)
     if metric == "l2" and max_score is not None:
         cap = -cap  # keys are minus distances: "closer than d" is "key above -d"

@@ -222,12 +222,21 @@ cdef inline void _rescore(floating* dots, intp_t jj, const Block* b, const Query
     """dots[jj] = the exact dot product, summed in double."""
     cdef const floating* x = <const floating*> q.row
     cdef const floating* c = <const floating*> b.rows + jj * b.d
-    cdef intp_t t
-    cdef double s = 0
+    cdef intp_t t = 0, d = b.d
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
     q.rescored[0] += 1
-    for t in range(b.d):
-        s = s + <double> x[t] * <double> c[t]
-    dots[jj] = <floating> s
+    # the products are exact in double; four sums, not one chain of d dependent
+    # adds (NearMiss-1's search at dim 50: the rescores were a fifth of its time)
+    while t + 4 <= d:
+        s0 = s0 + <double> x[t] * <double> c[t]
+        s1 = s1 + <double> x[t + 1] * <double> c[t + 1]
+        s2 = s2 + <double> x[t + 2] * <double> c[t + 2]
+        s3 = s3 + <double> x[t + 3] * <double> c[t + 3]
+        t = t + 4
+    while t < d:
+        s0 = s0 + <double> x[t] * <double> c[t]
+        t = t + 1
+    dots[jj] = <floating> ((s0 + s1) + (s2 + s3))
 
 
 cdef inline bint _dropped(const Block* b, const Filters* f, intp_t jj, intp_t gj) noexcept nogil:

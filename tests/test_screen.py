@@ -126,6 +126,12 @@ def test_auto_screen_follows_the_cpu_and_the_environment(monkeypatch):
     supported = _pairs.bf16_supported()
     assert _use_bf16("auto", np.float32, 10**6) == supported
     assert not _use_bf16("auto", np.float32, 5000)  # heaps too loose for the bound
+    # few neighbours per query: their roots tighten within the first block
+    assert _use_bf16("auto", np.float32, 8192, 10) == supported
+    assert not _use_bf16("auto", np.float32, 8192, 11)
+    assert not _use_bf16("auto", np.float32, 8191, 5)
+    assert not _use_bf16("auto", np.float32, 20000)  # k varies between searches
+    assert not _use_bf16("auto", np.float64, 8192, 5)
     assert not _use_bf16("auto", np.float64, 10**6)
     assert not _use_bf16("exact", np.float32, 10**6)
     monkeypatch.setenv("HNM_SCREEN", "exact")
