@@ -20,9 +20,9 @@ from ._direct_read import candidate_spans
 from ._search_inputs import DEFAULT_QUERY_BLOCK, call_span, _NO_LABELS, _scaled
 
 # Below this many candidates the heaps' roots stay loose for much of the stream
-# and many scores fall within the bfloat16 bound: the rescores cost more than the
-# faster GEMM saves (NearMiss-1 at 190,000 x 10,800 x 50: 1.7% rescored); packing, once per
-# candidate per call, is then small next to the search even for a few queries.
+# and many scores fall within the bfloat16 bound: for many neighbours per query
+# the rescores cost more than the faster GEMM saves; packing, once per candidate
+# per call, is then small next to the search even for a few queries.
 _BF16_MIN_CANDIDATES = 65536
 # ... or this many for at most _BF16_FEW_K neighbours, whose roots tighten within
 # the first block: CPU time of the fp32 GEMMs / the bfloat16 screen at k=5 on
@@ -38,8 +38,8 @@ _BF16_FEW_K = 10
 # 10,800 x 50, k=5) took 2.5 CPU-s instead of 4.7 with blocks of 2048, and
 # 2,000 x 300,000 x 128 (k=10) 1.13-1.19 instead of 1.38 (128: the same).
 _BF16_BLOCK = 256
-# Memory for the candidates of one kernel call packed to bfloat16 (16 MiB: 32
-# blocks of 2048 candidates at dim 128).
+# Memory for the candidates of one kernel call packed to bfloat16 (16 MiB: 65,536
+# candidates at dim 128).
 _BF16_PACK_BYTES = 16 << 20
 
 

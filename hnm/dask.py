@@ -274,9 +274,10 @@ def _search_block(Q, block, offset, stop, metric, exclusions, cap, q_codes, c_co
     codes = (q_codes, None if c_codes is None else c_codes[offset:offset + block.shape[0]])
     dtype = np.result_type(np.float32, Q.dtype, block.dtype)
     # bfloat16 or not is decided per block, by its own candidates, as for one machine
-    scores, ids = nearest(Q, block, min(stop, block.shape[0]), metric, cap, local, codes,
+    k = min(stop, block.shape[0])
+    scores, ids = nearest(Q, block, k, metric, cap, local, codes,
                           n_threads=n_threads, block_size=DEFAULT_CANDIDATE_BLOCK,
-                          bf16=_use_bf16("auto", dtype, block.shape[0]))
+                          bf16=_use_bf16("auto", dtype, block.shape[0], k))
     return scores, np.where(ids >= 0, ids + offset, -1)
 
 

@@ -93,7 +93,8 @@ def search_hard_pairs(queries, candidates, k=None, *, at_most=False, metric="cos
         ``HNM_SCREEN=exact`` is set; else "exact" (with fewer candidates the
         heaps stay loose and too many scores need a rescore). The choice
         depends on the candidates and ``k`` only, so splitting the queries
-        (checkpoints, Dask) never changes a result. float64 inputs always take the exact path.
+        (checkpoints, Dask) never changes a result. float64 inputs always take
+        the exact path.
     checkpoint : str or os.PathLike, optional
         A directory where each finished block of queries is saved: the same call
         again computes only the blocks still missing (after Ctrl-C, a kill or a
